@@ -1,0 +1,33 @@
+# make run   - serve the shipped model at http://localhost:8000/upload
+# make test  - set everything up and run the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
+
+.PHONY: run test train data clean
+
+run: $(STAMP)
+	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+
+test: $(STAMP) $(MNIST)
+	$(BIN)/python -m pytest -q
+
+train: $(STAMP)
+	$(BIN)/python train.py
+
+data: $(MNIST)
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(MNIST): | $(STAMP)
+	$(BIN)/python dataset.py
+
+clean:
+	rm -rf $(VENV) data/MNIST

@@ -1,0 +1,293 @@
+"""The digit-recognition service: an upload page at /upload and a JSON API at /predict.
+
+    uvicorn main:app --reload        # then open http://localhost:8000/upload
+
+Limits come from the environment; see Settings and the README.
+"""
+
+import base64
+import io
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from PIL import Image
+from pydantic import BaseModel, Field
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from predict import (DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction,
+                     Predictor)
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+UPLOAD_HINT = "send the image as multipart field 'file' (curl -F file=@digit.png) or as a raw image body " \
+              "(curl --data-binary @digit.png -H 'Content-Type: image/png')"
+
+
+@dataclass(frozen=True)
+class Settings:
+    weights: Path = DEFAULT_WEIGHTS
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_batch_files: int = 256
+    torch_threads: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        return cls(
+            weights=Path(env.get("WEIGHTS_PATH", cls.weights)),
+            max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
+            max_image_pixels=int(env.get("MAX_IMAGE_PIXELS", cls.max_image_pixels)),
+            max_batch_files=int(env.get("MAX_BATCH_FILES", cls.max_batch_files)),
+            torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
+        )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = Settings.from_env()
+    # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost, and
+    # the threadpool already runs requests side by side.
+    torch.set_num_threads(settings.torch_threads)
+    app.state.settings = settings
+    app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
+    yield
+
+
+app = FastAPI(
+    title="Handwritten digit recognition",
+    description="A 784-256-128-10 MLP trained on MNIST. Upload a photo, scan or drawing of one digit.",
+    version="1.0.0",
+    lifespan=lifespan,
+)
+app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+class PredictionOut(BaseModel):
+    digit: int = Field(ge=0, le=9, description="the most likely digit")
+    confidence: float = Field(ge=0, le=1, description="the probability of that digit")
+    probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
+    input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
+
+
+class BatchError(BaseModel):
+    error: str = Field(description="why this file could not be read; the other files are unaffected")
+
+
+class BatchOut(BaseModel):
+    predictions: list[PredictionOut | BatchError]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ModelInfo(BaseModel):
+    architecture: str
+    parameters: int
+    test_accuracy: float | None
+    sha256: str
+    metadata: dict[str, str]
+
+
+@dataclass
+class Upload:
+    data: bytes
+    filename: str | None = None
+
+
+STATUS = {NoDigitFound: 422, ImageTooLarge: 413}
+
+
+def http_error(e: ImageError) -> HTTPException:
+    """400 for an unreadable file, 413 for absurd dimensions, 422 when there is no digit."""
+    return HTTPException(STATUS.get(type(e), 400), detail=str(e))
+
+
+def to_png_base64(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def to_out(p: Prediction) -> PredictionOut:
+    return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities,
+                         input_image=to_png_base64(p.image))
+
+
+def classify(request: Request, upload: Upload) -> PredictionOut:
+    try:
+        return to_out(request.app.state.predictor.predict(upload.data))
+    except ImageError as e:
+        raise http_error(e) from e
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes the limit, before it is all read."""
+    limit = request.app.state.settings.max_upload_bytes
+    too_large = HTTPException(413, detail=f"the upload is over the limit of {limit:,} bytes; send a smaller image")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def parse_form(request: Request, body: bytes, max_files: int) -> FormData:
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_files + 10)
+    # The body is already in memory and capped; keep the parts there instead of spooling past 1 MB to disk.
+    parser.spool_max_size = len(body) + 1
+    try:
+        return await parser.parse()
+    except MultiPartException as e:
+        raise HTTPException(400, detail=f"the multipart body is malformed ({e.message}); {UPLOAD_HINT}") from e
+
+
+async def file_parts(request: Request, field: str, max_files: int) -> list[UploadFile]:
+    body = await read_body(request)
+    form = await parse_form(request, body, max_files)
+    return [f for f in form.getlist(field) if isinstance(f, UploadFile)]
+
+
+def content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def image_upload(request: Request) -> Upload:
+    """One image, from multipart field 'file' or from the raw body."""
+    ctype = content_type(request)
+    if ctype == "multipart/form-data":
+        files = await file_parts(request, "file", max_files=2)
+        if not files:
+            raise HTTPException(422, detail=f"no file in the upload; {UPLOAD_HINT}")
+        if len(files) > 1:
+            raise HTTPException(400, detail="send one file per request to /predict; use /predict/batch for several")
+        return Upload(await files[0].read(), files[0].filename)
+    if ctype.startswith("image/") or ctype in ("application/octet-stream", ""):
+        body = await read_body(request)
+        if not body:
+            raise HTTPException(422, detail=f"the request has no image; {UPLOAD_HINT}")
+        return Upload(body)
+    raise HTTPException(415, detail=f"Content-Type {ctype} is not an image; {UPLOAD_HINT}")
+
+
+async def batch_upload(request: Request) -> list[Upload]:
+    """Up to max_batch_files images from the repeated multipart field 'files'."""
+    limit = request.app.state.settings.max_batch_files
+    if content_type(request) != "multipart/form-data":
+        raise HTTPException(415, detail="send the images as multipart, repeating field 'files' "
+                                        "(curl -F files=@a.png -F files=@b.png)")
+    files = await file_parts(request, "files", max_files=limit + 1)
+    if not files:
+        raise HTTPException(422, detail="no files in the upload; repeat multipart field 'files', one per image")
+    if len(files) > limit:
+        raise HTTPException(413, detail=f"at most {limit} files per batch; split the upload")
+    return [Upload(await f.read(), f.filename) for f in files]
+
+
+IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        }},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+BATCH_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"],
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+    }}},
+}
+ERRORS = {code: {"description": text} for code, text in [
+    (400, "the file is not a readable image"),
+    (413, "the upload or the image is too large"),
+    (415, "unsupported Content-Type"),
+    (422, "no file, or no digit found in the image"),
+]}
+
+
+@app.get("/", include_in_schema=False)
+def index() -> RedirectResponse:
+    return RedirectResponse("/upload")
+
+
+@app.post("/predict", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
+def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> PredictionOut:
+    """Predict the digit in one image, sent as multipart field `file` or as the raw body."""
+    return classify(request, upload)
+
+
+@app.post("/predict/batch", responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})
+def predict_batch(request: Request, uploads: Annotated[list[Upload], Depends(batch_upload)]) -> BatchOut:
+    """Predict many images in one call; a bad image gets an `error` entry in its place."""
+    results = request.app.state.predictor.predict_many([u.data for u in uploads])
+    return BatchOut(predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(r)
+                                 for r in results])
+
+
+@app.get("/upload", response_class=HTMLResponse)
+def upload_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "upload.html")
+
+
+async def optional_upload(request: Request) -> Upload | HTTPException:
+    # The page shows the error itself, so it takes the failure as a value instead of a JSON answer.
+    try:
+        return await image_upload(request)
+    except HTTPException as e:
+        return e
+
+
+@app.post("/upload", response_class=HTMLResponse, openapi_extra={"requestBody": IMAGE_BODY})
+def upload_result(request: Request, upload: Annotated[Upload | HTTPException, Depends(optional_upload)]) -> HTMLResponse:
+    """The result page for the plain HTML form; a bad upload gets the form back with the reason."""
+    try:
+        if isinstance(upload, HTTPException):
+            raise upload
+        prediction = classify(request, upload)
+    except HTTPException as e:
+        return templates.TemplateResponse(request, "upload.html", {"error": e.detail}, status_code=e.status_code)
+    context = {"prediction": prediction, "filename": upload.filename}
+    return templates.TemplateResponse(request, "result.html", context)
+
+
+@app.get("/healthz")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@app.get("/model")
+def model_info(request: Request) -> ModelInfo:
+    predictor: Predictor = request.app.state.predictor
+    meta = predictor.metadata
+    return ModelInfo(
+        architecture=meta.get("architecture", "MLP 784-256-128-10"),
+        parameters=sum(p.numel() for p in predictor.model.parameters()),
+        test_accuracy=float(meta["test_accuracy"]) if "test_accuracy" in meta else None,
+        sha256=predictor.sha256,
+        metadata=meta,
+    )

@@ -1,0 +1,283 @@
+"""Turn any uploaded image into a 28x28 MNIST-style input, and predict its digit.
+
+    python predict.py seven.png photo.jpg    # one line per file: path, digit, confidence
+    python predict.py --json *.png           # JSON lines
+
+People upload photos and scans of dark ink on light paper, screenshots and
+canvas drawings with transparent backgrounds, rarely a white-on-black 28x28
+crop. preprocess() redoes what NIST and LeCun did to make MNIST: the ink is made
+bright on black, cropped, fitted into 20x20 keeping its aspect ratio with
+anti-aliasing, and placed in 28x28 with its centre of mass in the middle.
+Training and serving share normalize() and these constants, so they can't drift.
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+
+from model import MLP
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mnist_mlp.safetensors"
+
+# MNIST's pixel mean and standard deviation on [0,1].
+MEAN, STD = 0.1307, 0.3081
+
+DEFAULT_MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo fits with room to spare
+# No EPS, PDF, etc.: fewer parsers facing the internet. Pillow registers PNG, JPEG, GIF and BMP on its own;
+# the plugin imports above register the rest without loading all fifty.
+# Phone photos in MPO open through the JPEG plugin.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+WORK_SIZE = 512  # big images are reduced to this longer side first; a digit needs no more
+MIN_CONTRAST = 0.12  # ink must differ from the background by this much of the full range
+INK_THRESHOLD = 0.2  # after contrast normalization, fainter pixels are paper texture or shading, not ink
+BOX, FIELD = 20, 28  # the digit is fitted into BOX×BOX, then placed on a FIELD×FIELD canvas
+CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured on the training set: 14.0 ± 0.3)
+
+# What a malformed file can make Pillow raise while it parses or decodes.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, Image.DecompressionBombError)
+
+
+class ImageError(ValueError):
+    """An upload that can't be turned into a digit; the message tells the user what to do."""
+
+
+class UnreadableImage(ImageError):
+    pass
+
+
+class ImageTooLarge(ImageError):
+    pass
+
+
+class NoDigitFound(ImageError):
+    pass
+
+
+class WeightsError(RuntimeError):
+    """The weights file is missing, corrupt, or not the one recorded."""
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Standardize pixels already scaled to [0,1]."""
+    return (x - MEAN) / STD
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image, refusing absurd dimensions before any pixel is decoded."""
+    try:
+        im = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"the image's dimensions are too large ({e}); scale it down and try again") from e
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
+        raise UnreadableImage(
+            "the file is not an image we can read; send a PNG, JPEG, GIF, BMP, TIFF or WebP file"
+        ) from e
+    if im.width * im.height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is {im.width}×{im.height} pixels, over the limit of {max_pixels:,}; scale it down and try again"
+        )
+    if im.format in ("JPEG", "MPO"):
+        # Let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT: a phone photo decodes several times faster.
+        im.draft("L", (WORK_SIZE, WORK_SIZE))
+    try:
+        im.load()  # first frame only, for animations and multi-page files
+        im = ImageOps.exif_transpose(im)
+        if max(im.size) > WORK_SIZE:
+            im.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    except _DECODE_ERRORS as e:
+        raise UnreadableImage("the image file is damaged or truncated; export it again and retry") from e
+    return im
+
+
+def _gray_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Luminance in [0,1] and opacity in [0,1] (None when the image is opaque)."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I"):
+        # convert("L") would clip 16-bit values to 255, turning everything white.
+        return np.clip(np.asarray(im, dtype=np.float32) / 65535, 0, 1), None
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        return np.clip(a / 255 if a.max() > 1 else a, 0, 1), None
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        la = np.asarray(im.convert("RGBA").convert("LA"), dtype=np.float32) / 255
+        return la[..., 0], la[..., 1]
+    return np.asarray(im.convert("L"), dtype=np.float32) / 255, None
+
+
+def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Put transparent areas on a background that contrasts with the strokes.
+
+    A canvas drawing is strokes on nothing: dark strokes go on white, light strokes on black.
+    """
+    weight = alpha.sum()
+    if weight < 1e-3 * alpha.size:
+        raise NoDigitFound("no digit found: the image is fully transparent; draw or photograph a digit")
+    stroke = float((gray * alpha).sum() / weight)
+    background = 1.0 if stroke < 0.5 else 0.0
+    return gray * alpha + background * (1 - alpha)
+
+
+def _ink(gray: np.ndarray) -> np.ndarray:
+    """Ink bright on black, in [0,1], whatever the polarity and contrast of the source."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    dark, light = np.percentile(gray, [0.1, 99.9])
+    # The ink is whichever extreme lies further from the background: dark pen on paper, or chalk on a board.
+    if background - dark > light - background:
+        gray, background, ink = 1 - gray, 1 - background, 1 - dark
+    else:
+        ink = light
+    if ink - background < MIN_CONTRAST:
+        raise NoDigitFound("no digit found: the image is blank or nearly uniform; write a digit in dark ink on light paper")
+    x = (gray - background) / (ink - background)
+    x[x < INK_THRESHOLD] = 0
+    return np.clip(x, 0, 1, out=x)
+
+
+def _fit_and_centre(x: np.ndarray) -> np.ndarray:
+    """Crop to the ink, fit it into BOX×BOX keeping its aspect ratio, centre its mass in FIELD×FIELD."""
+    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    if rows.size == 0:
+        raise NoDigitFound("no digit found: no ink in the image; write a digit in dark ink on light paper")
+    crop = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # Area averaging when shrinking is the anti-aliasing MNIST had; bilinear when enlarging avoids blocks.
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    small = np.asarray(Image.fromarray(crop).resize(size, resample), dtype=np.float32)
+    # A thin pen line shrinks to a faint one; MNIST strokes always reach full intensity.
+    small = np.clip(small / small.max(), 0, 1)
+    sh, sw = small.shape
+    mass = small.sum()
+    cy = (small.sum(1) * np.arange(sh)).sum() / mass
+    cx = (small.sum(0) * np.arange(sw)).sum() / mass
+    top = int(np.clip(round(CENTRE - cy), 0, FIELD - sh))
+    left = int(np.clip(round(CENTRE - cx), 0, FIELD - sw))
+    out = np.zeros((FIELD, FIELD), dtype=np.float32)
+    out[top:top + sh, left:left + sw] = small
+    return out
+
+
+def preprocess(im: Image.Image) -> np.ndarray:
+    """An MNIST-style 28×28 float32 array in [0,1] (ink bright on black) from any decoded image."""
+    gray, alpha = _gray_and_alpha(im)
+    if alpha is not None and alpha.min() < 0.99:
+        gray = _flatten_alpha(gray, alpha)
+    return _fit_and_centre(_ink(gray))
+
+
+@dataclass
+class Prediction:
+    digit: int
+    confidence: float
+    probabilities: list[float]
+    image: np.ndarray  # the 28×28 input the model saw, in [0,1]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_model(path: Path = DEFAULT_WEIGHTS) -> MLP:
+    """The MLP with weights from a safetensors file (no pickle involved)."""
+    model = MLP()
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+class Predictor:
+    """Loads the weights once, checks them, and predicts on batches of uploads."""
+
+    def __init__(self, weights: Path = DEFAULT_WEIGHTS, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        weights = Path(weights)
+        fix = "run `python train.py` to create it, or restore it with `git checkout -- weights/`"
+        if not weights.is_file():
+            raise WeightsError(f"weights file {weights} is missing; {fix}")
+        self.sha256 = file_sha256(weights)
+        recorded = weights.with_name(weights.name + ".sha256")
+        if recorded.is_file() and recorded.read_text().split()[0] != self.sha256:
+            raise WeightsError(f"weights file {weights} does not match its recorded sha256 in {recorded.name}; {fix}")
+        try:
+            self.model = load_model(weights)
+            with safe_open(str(weights), framework="pt") as f:
+                self.metadata = f.metadata() or {}
+        except (SafetensorError, RuntimeError, OSError) as e:
+            raise WeightsError(f"weights file {weights} is corrupt ({e}); {fix}") from e
+        self.weights = weights
+        self.max_pixels = max_pixels
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Decode and preprocess one upload; raises an ImageError subclass with a message for the user."""
+        return preprocess(decode(data, self.max_pixels))
+
+    @torch.inference_mode()
+    def classify(self, images: np.ndarray) -> list[Prediction]:
+        """Predict a batch of preprocessed N×28×28 images."""
+        x = normalize(torch.from_numpy(images))
+        probs = torch.softmax(self.model(x), dim=1)
+        conf, digit = probs.max(dim=1)
+        return [
+            Prediction(int(d), float(c), [round(p, 6) for p in row], img)
+            for d, c, row, img in zip(digit.tolist(), conf.tolist(), probs.tolist(), images)
+        ]
+
+    def predict(self, data: bytes) -> Prediction:
+        return self.classify(self.prepare(data)[None])[0]
+
+    def predict_many(self, uploads: list[bytes]) -> list[Prediction | ImageError]:
+        """One result per upload, in order; a bad upload yields its error without failing the rest."""
+        prepared: list[np.ndarray | ImageError] = []
+        for data in uploads:
+            try:
+                prepared.append(self.prepare(data))
+            except ImageError as e:
+                prepared.append(e)
+        good = [p for p in prepared if isinstance(p, np.ndarray)]
+        predictions = iter(self.classify(np.stack(good)) if good else [])
+        return [p if isinstance(p, ImageError) else next(predictions) for p in prepared]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", type=Path, help="image files to read")
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of text (default: off)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights file (default: weights/mnist_mlp.safetensors)")
+    args = parser.parse_args()
+    try:
+        predictor = Predictor(args.weights)
+    except WeightsError as e:
+        sys.exit(f"error: {e}")
+    failed = 0
+    for path in args.images:
+        try:
+            p = predictor.predict(path.read_bytes())
+        except (OSError, ImageError) as e:
+            failed += 1
+            message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            if args.json:
+                print(json.dumps({"path": str(path), "error": message}))
+            else:
+                print(f"{path}: error: {message}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"path": str(path), "digit": p.digit, "confidence": round(p.confidence, 4),
+                              "probabilities": p.probabilities}))
+        else:
+            print(f"{path}: {p.digit} ({p.confidence:.1%})")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

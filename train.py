@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 import dataset
@@ -88,6 +88,14 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return correct / len(x)
 
 
+def ema_avg(decay: float):
+    """Moving-average update whose decay ramps up, so short runs average over what they trained, not the init."""
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + n.item()) / (10 + n.item()))
+        return averaged * d + current * (1 - d)
+    return avg
+
+
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device).unsqueeze(1).float().div_(255)
 
@@ -138,7 +146,7 @@ def main() -> None:
     val_x, val_y = to_float(images[val_idx], device), labels[val_idx].to(device)
 
     model = MLP(dropout=args.dropout).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay))
+    ema = AveragedModel(model, avg_fn=ema_avg(args.ema_decay))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch)

@@ -1,0 +1,199 @@
+"""Every endpoint and every error, through TestClient."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode
+
+
+def png_file(data: bytes, name: str = "digit.png") -> dict:
+    return {"file": (name, data, "image/png")}
+
+
+def assert_prediction(body: dict, digit: int) -> None:
+    assert body["digit"] == digit
+    assert len(body["probabilities"]) == 10
+    assert sum(body["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert body["confidence"] == pytest.approx(max(body["probabilities"]), abs=1e-5)
+    seen = Image.open(io.BytesIO(base64.b64decode(body["input_image"])))
+    assert seen.size == (28, 28)
+
+
+def test_root_redirects_to_upload(client):
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code in (302, 307)
+    assert r.headers["location"] == "/upload"
+
+
+def test_upload_page_has_the_form(client):
+    r = client.get("/upload")
+    assert r.status_code == 200
+    assert 'enctype="multipart/form-data"' in r.text
+    assert 'name="file"' in r.text and 'accept="image/*"' in r.text
+
+
+def test_predict_multipart(client, seven_png):
+    r = client.post("/predict", files=png_file(seven_png))
+    assert r.status_code == 200
+    assert_prediction(r.json(), 7)
+
+
+def test_predict_raw_body(client, seven_png):
+    r = client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200
+    assert_prediction(r.json(), 7)
+
+
+def test_predict_raw_body_as_octet_stream(client, seven_png):
+    r = client.post("/predict", content=seven_png, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200
+    assert r.json()["digit"] == 7
+
+
+def test_batch_keeps_order_and_isolates_bad_files(client, mnist_test):
+    images, labels = mnist_test
+    files = [("files", (f"{i}.png", encode(images[i]), "image/png")) for i in range(5)]
+    files.insert(2, ("files", ("bad.png", b"not an image", "image/png")))
+    r = client.post("/predict/batch", files=files)
+    assert r.status_code == 200
+    predictions = r.json()["predictions"]
+    assert len(predictions) == 6
+    assert "not an image" in predictions[2]["error"]
+    good = predictions[:2] + predictions[3:]
+    assert [p["digit"] for p in good] == labels[:5].tolist()
+
+
+def test_batch_over_the_limit_is_413(client, seven_png):
+    files = [("files", (f"{i}.png", seven_png, "image/png")) for i in range(257)]
+    r = client.post("/predict/batch", files=files)
+    assert r.status_code == 413
+    assert "at most 256" in r.json()["detail"]
+
+
+def test_batch_needs_multipart(client, seven_png):
+    r = client.post("/predict/batch", content=seven_png, headers={"Content-Type": "image/png"})
+    assert r.status_code == 415
+    assert "files" in r.json()["detail"]
+
+
+def test_healthz(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+def test_model_metadata(client):
+    r = client.get("/model")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["parameters"] == 235_146
+    assert "784-256-128-10" in body["architecture"]
+    assert body["test_accuracy"] >= 0.99
+    assert len(body["sha256"]) == 64
+    for key in ("val_accuracy", "epochs", "seed", "train_seconds", "device", "torch_version", "data_md5"):
+        assert key in body["metadata"]
+
+
+def test_openapi_docs_are_served(client):
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize("data, status, hint", [
+    (b"hello, world", 400, "not an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 400, "not an image"),
+    (encode(Image.new("L", (64, 64), 255)), 422, "no digit found"),
+])
+def test_bad_images(client, data, status, hint):
+    r = client.post("/predict", files=png_file(data))
+    assert r.status_code == status
+    assert hint in r.json()["detail"]
+
+
+def test_empty_file_is_400(client):
+    r = client.post("/predict", files=png_file(b""))
+    assert r.status_code == 400
+    assert "empty" in r.json()["detail"]
+
+
+def test_missing_file_field_is_422(client, seven_png):
+    r = client.post("/predict", files={"image": ("a.png", seven_png, "image/png")})
+    assert r.status_code == 422
+    assert "field 'file'" in r.json()["detail"]
+
+
+def test_empty_raw_body_is_422(client):
+    r = client.post("/predict", content=b"", headers={"Content-Type": "image/png"})
+    assert r.status_code == 422
+
+
+def test_two_files_to_predict_is_400(client, seven_png):
+    r = client.post("/predict", files=[("file", ("a.png", seven_png, "image/png"))] * 2)
+    assert r.status_code == 400
+    assert "/predict/batch" in r.json()["detail"]
+
+
+def test_unsupported_content_type_is_415(client):
+    r = client.post("/predict", content=b'{"digit": 7}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 415
+    assert "curl -F file=@digit.png" in r.json()["detail"]
+
+
+def test_body_over_the_limit_is_413(client):
+    r = client.post("/predict", content=b"\0" * (10 * 1024 * 1024 + 1), headers={"Content-Type": "image/png"})
+    assert r.status_code == 413
+    assert "limit" in r.json()["detail"]
+
+
+def test_absurd_dimensions_are_413(client):
+    r = client.post("/predict", files=png_file(encode(Image.new("1", (20_000, 20_000)))))
+    assert r.status_code == 413
+    assert "scale it down" in r.json()["detail"]
+
+
+def test_upload_form_shows_the_result(client, seven_png):
+    r = client.post("/upload", files=png_file(seven_png, "my seven.png"))
+    assert r.status_code == 200
+    assert 'data-testid="result-digit">7<' in r.text
+    assert "my seven.png" in r.text
+    assert r.text.count("<meter") == 10
+    assert 'src="data:image/png;base64,' in r.text
+
+
+def test_upload_escapes_the_filename(client, seven_png):
+    r = client.post("/upload", files=png_file(seven_png, "<script>alert(1)</script>.png"))
+    assert r.status_code == 200
+    assert "<script>alert(1)" not in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in r.text
+
+
+def test_upload_of_a_bad_file_shows_the_form_with_the_reason(client):
+    r = client.post("/upload", files={"file": ("notes.txt", b"just text", "text/plain")})
+    assert r.status_code == 400
+    assert "not an image" in r.text
+    assert 'name="file"' in r.text
+    assert "Traceback" not in r.text
+
+
+def test_upload_without_a_file_shows_the_form(client):
+    r = client.post("/upload", files={"other": ("a", b"x", "text/plain")})
+    assert r.status_code == 422
+    assert 'role="alert"' in r.text
+
+
+def test_nothing_is_written_to_disk(client, seven_png, monkeypatch):
+    import tempfile
+
+    written = []
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, lambda *a, _name=name, **k: written.append(_name))
+    big = encode(np.random.default_rng(0).integers(0, 256, (1500, 1500), dtype=np.uint8))
+    assert len(big) > 1024 * 1024  # past Starlette's default 1 MB spool, which would go to a temp file
+    assert client.post("/predict", files=png_file(big)).status_code == 200
+    assert client.post("/upload", files=png_file(seven_png)).status_code == 200
+    assert written == []

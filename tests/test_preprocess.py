@@ -1,0 +1,123 @@
+"""Preprocessing on synthetic images: whatever the upload looks like, the model gets an MNIST-style digit."""
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import encode
+from predict import ImageTooLarge, NoDigitFound, UnreadableImage, decode, preprocess
+
+
+def prep(data: bytes) -> np.ndarray:
+    return preprocess(decode(data))
+
+
+def draw_one(size=(200, 300), box=(80, 40, 120, 260), ink=0, paper=255, mode="L") -> Image.Image:
+    """A thick vertical bar: a '1' of dark ink on light paper, by default."""
+    im = Image.new(mode, size, paper)
+    ImageDraw.Draw(im).rectangle(box, fill=ink)
+    return im
+
+
+def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
+    idx = np.arange(28)
+    return (x.sum(1) * idx).sum() / x.sum(), (x.sum(0) * idx).sum() / x.sum()
+
+
+def bbox(x: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def test_output_is_mnist_style():
+    x = prep(encode(draw_one()))
+    assert x.shape == (28, 28) and x.dtype == np.float32
+    assert x.min() == 0 and x.max() == pytest.approx(1)
+    assert x[0].sum() == 0 and x[-1].sum() == 0  # a black frame around the digit, as in MNIST
+    h, w = bbox(x)
+    assert h == 20 and w <= 5  # the longer side fits 20 px and the aspect ratio is kept
+
+
+def test_polarity_is_detected_both_ways():
+    dark_on_light = prep(encode(draw_one(ink=20, paper=235)))
+    light_on_dark = prep(encode(draw_one(ink=235, paper=20)))
+    np.testing.assert_allclose(dark_on_light, light_on_dark, atol=1e-5)
+    assert dark_on_light[14].max() == pytest.approx(1)  # the stroke is bright, the background black
+    assert dark_on_light[:, :5].max() == 0
+
+
+def test_off_centre_digit_is_centred_by_mass():
+    corner = draw_one(size=(600, 600), box=(20, 20, 60, 200))
+    x = prep(encode(corner))
+    cy, cx = centre_of_mass(x)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
+def test_small_digit_is_enlarged_to_20px():
+    tiny = draw_one(size=(400, 400), box=(300, 300, 303, 312))
+    assert bbox(prep(encode(tiny)))[0] == 20
+
+
+def test_oversized_photo_is_reduced_and_fitted():
+    big = draw_one(size=(3000, 4000), box=(1000, 500, 1400, 3500))
+    x = prep(encode(big, "JPEG", quality=90))
+    assert bbox(x)[0] == 20
+    assert abs(centre_of_mass(x)[1] - 14) <= 1
+
+
+def test_dark_strokes_on_a_transparent_canvas():
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(im).rectangle((120, 40, 160, 240), fill=(0, 0, 0, 255))
+    x = prep(encode(im))
+    np.testing.assert_allclose(x, prep(encode(draw_one((280, 280), (120, 40, 160, 240)))), atol=1e-5)
+
+
+def test_light_strokes_on_a_transparent_canvas():
+    im = Image.new("RGBA", (280, 280), (255, 255, 255, 0))
+    ImageDraw.Draw(im).rectangle((120, 40, 160, 240), fill=(255, 255, 255, 255))
+    assert bbox(prep(encode(im)))[0] == 20
+
+
+def test_exif_orientation_is_honoured():
+    upright = draw_one(size=(300, 200), box=(40, 80, 260, 120))  # a horizontal bar...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...stored sideways: "rotate 90° clockwise to display"
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    x = prep(encode(stored, "JPEG", exif=exif, quality=95))
+    h, w = bbox(x)
+    assert (h, w) == bbox(prep(encode(upright, "JPEG", quality=95)))
+    assert w == 20 and h < 8
+
+
+def test_16_bit_greyscale():
+    a = np.full((100, 100), 60000, dtype=np.uint16)
+    a[20:80, 45:55] = 1000
+    x = prep(encode(Image.fromarray(a)))
+    assert bbox(x)[0] == 20
+
+
+@pytest.mark.parametrize("colour", [0, 128, 255])
+def test_uniform_image_is_no_digit(colour):
+    with pytest.raises(NoDigitFound, match="no digit found"):
+        prep(encode(Image.new("L", (64, 64), colour)))
+
+
+def test_fully_transparent_image_is_no_digit():
+    with pytest.raises(NoDigitFound, match="transparent"):
+        prep(encode(Image.new("RGBA", (64, 64), (0, 0, 0, 0))))
+
+
+def test_garbage_is_unreadable():
+    with pytest.raises(UnreadableImage):
+        decode(b"definitely not an image")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    data = encode(Image.new("1", (20_000, 20_000)), optimize=True)  # 400 megapixels, a few KB on disk
+    assert len(data) < 100_000
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match="scale it down"):
+        decode(data)
+    assert time.perf_counter() - start < 0.5

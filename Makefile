@@ -7,13 +7,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test train data clean
 
 run: $(STAMP)
 	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(MNIST)
+test: $(STAMP) $(MNIST) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 train: $(STAMP)
@@ -28,6 +29,10 @@ $(STAMP): requirements.txt
 
 $(MNIST): | $(STAMP)
 	$(BIN)/python dataset.py
+
+# The browser tests drive Debian's Chromium; Playwright's own download can't be reached from here.
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 clean:
 	rm -rf $(VENV) data/MNIST

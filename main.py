@@ -79,6 +79,7 @@ class PredictionOut(BaseModel):
     digit: int = Field(ge=0, le=9, description="the most likely digit")
     confidence: float = Field(ge=0, le=1, description="the probability of that digit")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
+    uncertain: bool = Field(description="true when the model isn't confident: maybe not a single, clear digit")
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
 
 
@@ -124,7 +125,7 @@ def to_png_base64(image: np.ndarray) -> str:
 
 def to_out(p: Prediction) -> PredictionOut:
     return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities,
-                         input_image=to_png_base64(p.image))
+                         uncertain=p.uncertain, input_image=to_png_base64(p.image))
 
 
 def classify(request: Request, upload: Upload) -> PredictionOut:

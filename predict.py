@@ -43,6 +43,7 @@ MIN_CONTRAST = 0.12  # ink must differ from the background by this much of the f
 INK_PIXELS = 16  # ink is what at least this many pixels reach
 INK_THRESHOLD = 0.2  # after contrast normalization, fainter pixels are paper texture or shading, not ink
 BOX, FIELD = 20, 28  # the digit is fitted into BOX×BOX, then placed on a FIELD×FIELD canvas
+DEFAULT_UNCERTAIN_BELOW = 0.5  # for weights that don't record a threshold chosen on validation
 CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured on the training set: 14.0 ± 0.3)
 
 # What a malformed file can make Pillow raise while it parses or decodes.
@@ -190,6 +191,7 @@ class Prediction:
     digit: int
     confidence: float
     probabilities: list[float]
+    uncertain: bool  # confidence below the threshold recorded with the weights
     image: np.ndarray  # the 28×28 input the model saw, in [0,1]
 
 
@@ -224,6 +226,7 @@ class Predictor:
             raise WeightsError(f"weights file {weights} is corrupt ({e}); {fix}") from e
         self.weights = weights
         self.max_pixels = max_pixels
+        self.uncertain_below = float(self.metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Decode and preprocess one upload; raises an ImageError subclass with a message for the user."""
@@ -236,7 +239,7 @@ class Predictor:
         probs = torch.softmax(self.model(x), dim=1)
         conf, digit = probs.max(dim=1)
         return [
-            Prediction(int(d), float(c), [round(p, 6) for p in row], img)
+            Prediction(d, c, [round(p, 6) for p in row], c < self.uncertain_below, img)
             for d, c, row, img in zip(digit.tolist(), conf.tolist(), probs.tolist(), images)
         ]
 

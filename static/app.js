@@ -1,0 +1,194 @@
+// Enhances /upload: a drawing canvas, drag and drop, paste, and results in place.
+// Without JavaScript the page is a plain form that posts to /upload.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("canvas");
+const ctx = canvas.getContext("2d");
+const fileInput = $("file");
+const output = $("output");
+let drawn = false;      // has the canvas any ink?
+let latest = 0;         // only the newest request may paint the result
+let strokeTimer = null;
+
+function clearCanvas() {
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  drawn = false;
+}
+
+function clearResult() {
+  latest++;
+  output.hidden = true;
+  $("status").textContent = "";
+  $("status").className = "status";
+  $("result-digit").textContent = "";
+  $("confidence").textContent = "";
+  $("probabilities").replaceChildren();
+  $("seen").hidden = $("seen-caption").hidden = true;
+}
+
+// --- drawing, with Pointer Events so mouse, touch and pen all work ---
+function point(e) {
+  const r = canvas.getBoundingClientRect();
+  return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+}
+
+let last = null;
+canvas.addEventListener("pointerdown", (e) => {
+  if (e.button !== 0) return;
+  e.preventDefault();
+  canvas.setPointerCapture(e.pointerId);
+  clearTimeout(strokeTimer);
+  last = point(e);
+  ctx.lineWidth = canvas.width / 14;   // about MNIST's stroke once scaled to 28 px
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.strokeStyle = ctx.fillStyle = "#111";
+  ctx.beginPath();
+  ctx.arc(last[0], last[1], ctx.lineWidth / 2, 0, 2 * Math.PI);
+  ctx.fill();
+  drawn = true;
+});
+canvas.addEventListener("pointermove", (e) => {
+  if (!last) return;
+  const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
+  ctx.beginPath();
+  ctx.moveTo(last[0], last[1]);
+  for (const ev of events.length ? events : [e]) {
+    last = point(ev);
+    ctx.lineTo(last[0], last[1]);
+  }
+  ctx.stroke();
+});
+function endStroke() {
+  if (!last) return;
+  last = null;
+  // Predict once the hand pauses, so a two-stroke 7 isn't judged on its first stroke alone.
+  strokeTimer = setTimeout(predictCanvas, 350);
+}
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+
+function predictCanvas() {
+  clearTimeout(strokeTimer);
+  if (!drawn) {
+    showMessage("Draw a digit first.", "uncertain");
+    return;
+  }
+  canvas.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+}
+
+// --- files: picker, drag and drop, paste ---
+function sendFile(file) {
+  if (file) send(file, file.name || "pasted.png");
+  else showMessage("Choose an image file first.", "uncertain");
+}
+
+fileInput.addEventListener("change", () => sendFile(fileInput.files[0]));
+$("upload-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sendFile(fileInput.files[0]);
+});
+const dropZone = document.querySelector(".input");
+dropZone.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  dropZone.classList.add("dragging");
+});
+dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
+dropZone.addEventListener("drop", (e) => {
+  e.preventDefault();
+  dropZone.classList.remove("dragging");
+  sendFile(e.dataTransfer.files[0]);
+});
+document.addEventListener("paste", (e) => {
+  const item = [...e.clipboardData.items].find((i) => i.kind === "file" && i.type.startsWith("image/"));
+  if (item) {
+    e.preventDefault();
+    sendFile(item.getAsFile());
+  }
+});
+
+// --- talking to /predict ---
+async function send(blob, name) {
+  const id = ++latest;
+  const body = new FormData();
+  body.append("file", blob, name);
+  output.hidden = false;
+  output.setAttribute("aria-busy", "true");
+  $("status").textContent = "Reading…";
+  let response, data;
+  try {
+    response = await fetch("/predict", { method: "POST", body });
+    data = await response.json();
+  } catch (err) {
+    if (id === latest) showMessage("Could not reach the server. Check your connection and try again.", "error");
+    return;
+  } finally {
+    output.removeAttribute("aria-busy");
+  }
+  if (id !== latest) return;
+  if (!response.ok) {
+    const detail = typeof data.detail === "string" ? data.detail : "the server could not read this image";
+    const noDigit = response.status === 422 && detail.startsWith("no digit");
+    showMessage(capitalize(detail) + ".", noDigit ? "uncertain" : "error");
+    return;
+  }
+  showPrediction(data);
+}
+
+function capitalize(s) {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function showMessage(text, kind) {
+  clearResult();
+  output.hidden = false;
+  $("status").textContent = text;
+  $("status").className = "status " + kind;
+}
+
+function showPrediction(p) {
+  clearResult();
+  output.hidden = false;
+  $("result-digit").textContent = p.digit;
+  $("confidence").textContent = `${(p.confidence * 100).toFixed(1)}% sure`;
+  if (p.uncertain) {
+    $("status").textContent = `Not sure. It may not be a single, clear digit; ${p.digit} is only the best guess.`;
+    $("status").className = "status uncertain";
+  }
+  const seen = $("seen");
+  seen.src = "data:image/png;base64," + p.input_image;
+  seen.alt = `The 28×28 image the model saw, read as ${p.digit}`;
+  seen.hidden = $("seen-caption").hidden = false;
+  const bars = p.probabilities.map((prob, digit) => {
+    const li = document.createElement("li");
+    if (digit === p.digit) li.className = "top";
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = digit;
+    const meter = document.createElement("meter");
+    meter.min = 0;
+    meter.max = 1;
+    meter.value = prob;
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = `${(prob * 100).toFixed(1)}%`;
+    li.append(label, meter, value);
+    return li;
+  });
+  $("probabilities").replaceChildren(...bars);
+}
+
+$("predict").addEventListener("click", predictCanvas);
+$("clear").addEventListener("click", () => {
+  clearTimeout(strokeTimer);
+  clearCanvas();
+  clearResult();
+  fileInput.value = "";
+});
+
+clearCanvas();
+$("draw").hidden = false;
+// With the canvas there, the file is optional; the form still posts when JavaScript is off.
+fileInput.required = false;
+$("submit").textContent = "Recognize this file";

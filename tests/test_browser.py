@@ -1,0 +1,187 @@
+"""The upload page in a real browser: Debian's Chromium, driven by Playwright, against a real uvicorn."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from conftest import ROOT, encode
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Without the networking flags Chromium keeps dialling Google, and this machine's closed network refuses it.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+SCREENSHOTS = ROOT / "out" / "screenshots"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"uvicorn did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        # Playwright gives every launch a fresh temporary user-data dir of its own.
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server) -> Page:
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, base_url=server)
+    page = context.new_page()
+    page.goto("/upload")
+    yield page
+    context.close()
+
+
+def draw(page: Page, *strokes: list[tuple[float, float]]) -> None:
+    """Draw strokes with the mouse; points are fractions of the canvas's width and height."""
+    box = page.get_by_test_id("canvas").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=4)
+        page.mouse.up()
+
+
+def line(a: tuple[float, float], b: tuple[float, float], n: int = 12) -> list[tuple[float, float]]:
+    return [(a[0] + (b[0] - a[0]) * i / n, a[1] + (b[1] - a[1]) * i / n) for i in range(n + 1)]
+
+
+def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> list[tuple[float, float]]:
+    import math
+    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 1)]
+
+
+def expect_digit(page: Page, digit: int) -> None:
+    expect(page.get_by_test_id("result-digit")).to_have_text(str(digit), timeout=10_000)
+    expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
+    expect(page.locator("#seen")).to_be_visible()
+
+
+def test_draw_a_one(page):
+    draw(page, line((0.5, 0.15), (0.5, 0.85)))
+    page.get_by_test_id("predict").click()
+    expect_digit(page, 1)
+
+
+def test_draw_a_seven_in_two_strokes(page):
+    draw(page, line((0.25, 0.2), (0.75, 0.2)), line((0.75, 0.2), (0.42, 0.85)))
+    expect_digit(page, 7)  # predicted on its own once the strokes pause
+
+
+def test_draw_a_zero(page):
+    draw(page, ellipse(0.5, 0.5, 0.22, 0.33))
+    page.get_by_test_id("predict").click()
+    expect_digit(page, 0)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "drawn-zero.png", full_page=True)
+
+
+def test_a_small_digit_in_a_corner(page):
+    draw(page, line((0.08, 0.08), (0.24, 0.08), 6), line((0.24, 0.08), (0.13, 0.3), 6))
+    page.get_by_test_id("predict").click()
+    expect_digit(page, 7)
+
+
+def test_clear_empties_the_canvas_and_the_result(page):
+    draw(page, line((0.5, 0.15), (0.5, 0.85)))
+    page.get_by_test_id("predict").click()
+    expect_digit(page, 1)
+    page.get_by_test_id("clear").click()
+    expect(page.get_by_test_id("result-digit")).to_have_text("")
+    expect(page.locator("#output")).to_be_hidden()
+    blank = page.evaluate("""() => {
+        const c = document.getElementById('canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return d.every(v => v === 255);
+    }""")
+    assert blank
+
+
+def test_upload_through_the_file_picker(page, seven_png):
+    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven_png}])
+    expect_digit(page, 7)
+    assert page.url.endswith("/upload")  # in place, no reload
+
+
+def test_a_non_image_shows_a_clear_error(page):
+    page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    status = page.get_by_test_id("status")
+    expect(status).to_contain_text("not an image we can read")
+    expect(page.get_by_test_id("result-digit")).to_have_text("")
+    assert "Traceback" not in page.content() and "Internal Server Error" not in page.content()
+
+
+def test_predict_on_an_empty_canvas_says_so(page):
+    page.get_by_test_id("predict").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Draw a digit first")
+
+
+def test_the_page_loads_nothing_from_elsewhere(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(server + "/upload")
+    page.wait_for_load_state("networkidle")
+    context.close()
+    assert requested and all(u.startswith(server) for u in requested), requested
+
+
+def test_phone_width_fits_without_sideways_scrolling(browser, server):
+    context = browser.new_context(viewport={"width": 360, "height": 740}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(server + "/upload")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert page.get_by_test_id("canvas").evaluate("c => getComputedStyle(c).touchAction") == "none"
+    context.close()
+
+
+def test_without_javascript_the_form_still_works(browser, server, seven_png):
+    context = browser.new_context(java_script_enabled=False, base_url=server)
+    page = context.new_page()
+    page.goto("/upload")
+    expect(page.get_by_test_id("canvas")).to_be_hidden()  # drawing needs the script; the form does not
+    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven_png}])
+    page.locator("#submit").click()
+    page.wait_for_load_state()
+    expect(page.get_by_test_id("result-digit")).to_have_text("7")
+    expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
+    context.close()

@@ -5,6 +5,7 @@
 Limits come from the environment; see Settings and the README.
 """
 
+import asyncio
 import base64
 import io
 import os
@@ -17,14 +18,18 @@ from typing import Annotated
 import numpy as np
 import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
+from observability import PREDICTIONS, UNCERTAIN, Observability, setup_access_log
 from predict import (DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction,
                      Predictor)
 
@@ -41,6 +46,7 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_batch_files: int = 256
+    request_timeout_s: float = 30.0
     torch_threads: int = 1
 
     @classmethod
@@ -51,6 +57,7 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
             max_image_pixels=int(env.get("MAX_IMAGE_PIXELS", cls.max_image_pixels)),
             max_batch_files=int(env.get("MAX_BATCH_FILES", cls.max_batch_files)),
+            request_timeout_s=float(env.get("REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
         )
 
@@ -63,6 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     torch.set_num_threads(settings.torch_threads)
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
+    setup_access_log()
     yield
 
 
@@ -73,6 +81,7 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+app.add_middleware(Observability)
 
 
 class PredictionOut(BaseModel):
@@ -124,6 +133,9 @@ def to_png_base64(image: np.ndarray) -> str:
 
 
 def to_out(p: Prediction) -> PredictionOut:
+    PREDICTIONS.labels(str(p.digit)).inc()
+    if p.uncertain:
+        UNCERTAIN.inc()
     return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities,
                          uncertain=p.uncertain, input_image=to_png_base64(p.image))
 
@@ -136,21 +148,32 @@ def classify(request: Request, upload: Upload) -> PredictionOut:
 
 
 async def read_body(request: Request) -> bytes:
-    """The request body, refused with 413 as soon as it passes the limit, before it is all read."""
-    limit = request.app.state.settings.max_upload_bytes
+    """The request body, refused with 413 as soon as it passes the limit and with 408 when it trickles in too slowly."""
+    settings: Settings = request.app.state.settings
+    limit = settings.max_upload_bytes
     too_large = HTTPException(413, detail=f"the upload is over the limit of {limit:,} bytes; send a smaller image")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async with asyncio.timeout(settings.request_timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError as e:
+        raise HTTPException(408, detail=f"the upload took over {settings.request_timeout_s:g} s; "
+                                        "check the connection and send it again") from e
+    except ClientDisconnect as e:
+        raise HTTPException(400, detail="the upload was cut off before it ended; send it again") from e
     return bytes(body)
 
 
-async def parse_form(request: Request, body: bytes, max_files: int) -> FormData:
+async def file_parts(request: Request, field: str, max_files: int, too_many: HTTPException) -> list[UploadFile]:
+    """The files in a multipart field, parsed from the capped body in memory; more than max_files raises too_many."""
+    body = await read_body(request)
+
     async def stream() -> AsyncIterator[bytes]:
         yield body
 
@@ -158,14 +181,12 @@ async def parse_form(request: Request, body: bytes, max_files: int) -> FormData:
     # The body is already in memory and capped; keep the parts there instead of spooling past 1 MB to disk.
     parser.spool_max_size = len(body) + 1
     try:
-        return await parser.parse()
+        form = await parser.parse()
     except MultiPartException as e:
+        # Starlette says "too many files" only through its message.
+        if e.message.startswith("Too many files"):
+            raise too_many from e
         raise HTTPException(400, detail=f"the multipart body is malformed ({e.message}); {UPLOAD_HINT}") from e
-
-
-async def file_parts(request: Request, field: str, max_files: int) -> list[UploadFile]:
-    body = await read_body(request)
-    form = await parse_form(request, body, max_files)
     return [f for f in form.getlist(field) if isinstance(f, UploadFile)]
 
 
@@ -177,11 +198,10 @@ async def image_upload(request: Request) -> Upload:
     """One image, from multipart field 'file' or from the raw body."""
     ctype = content_type(request)
     if ctype == "multipart/form-data":
-        files = await file_parts(request, "file", max_files=2)
+        too_many = HTTPException(400, detail="send one file per request to /predict; use /predict/batch for several")
+        files = await file_parts(request, "file", 1, too_many)
         if not files:
             raise HTTPException(422, detail=f"no file in the upload; {UPLOAD_HINT}")
-        if len(files) > 1:
-            raise HTTPException(400, detail="send one file per request to /predict; use /predict/batch for several")
         return Upload(await files[0].read(), files[0].filename)
     if ctype.startswith("image/") or ctype in ("application/octet-stream", ""):
         body = await read_body(request)
@@ -197,11 +217,10 @@ async def batch_upload(request: Request) -> list[Upload]:
     if content_type(request) != "multipart/form-data":
         raise HTTPException(415, detail="send the images as multipart, repeating field 'files' "
                                         "(curl -F files=@a.png -F files=@b.png)")
-    files = await file_parts(request, "files", max_files=limit + 1)
+    too_many = HTTPException(413, detail=f"at most {limit} files per batch; split the upload")
+    files = await file_parts(request, "files", limit, too_many)
     if not files:
         raise HTTPException(422, detail="no files in the upload; repeat multipart field 'files', one per image")
-    if len(files) > limit:
-        raise HTTPException(413, detail=f"at most {limit} files per batch; split the upload")
     return [Upload(await f.read(), f.filename) for f in files]
 
 
@@ -223,12 +242,25 @@ BATCH_BODY = {
         "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
     }}},
 }
-ERRORS = {code: {"description": text} for code, text in [
-    (400, "the file is not a readable image"),
-    (413, "the upload or the image is too large"),
+ERROR_CODES = [
+    (400, "the file is not a readable image, or the multipart body is malformed"),
+    (408, "the upload arrived too slowly"),
+    (413, "the upload, the image or the batch is too large"),
     (415, "unsupported Content-Type"),
     (422, "no file, or no digit found in the image"),
-]}
+]
+ERRORS = {code: {"description": text} for code, text in ERROR_CODES}
+PAGE_ERRORS = {code: {"description": f"the upload page again, saying why: {text}", "content": {"text/html": {}}}
+               for code, text in ERROR_CODES}
+
+
+@app.exception_handler(405)
+async def method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's Allow names only the first route on the path; /upload has a GET and a POST route.
+    allowed = sorted({method for route in request.app.routes if route.matches(request.scope)[0] != Match.NONE
+                      for method in getattr(route, "methods", ())})
+    return JSONResponse({"detail": f"{request.method} is not allowed here; use {' or '.join(allowed)}"},
+                        status_code=405, headers={"Allow": ", ".join(allowed)})
 
 
 @app.get("/", include_in_schema=False)
@@ -263,7 +295,7 @@ async def optional_upload(request: Request) -> Upload | HTTPException:
         return e
 
 
-@app.post("/upload", response_class=HTMLResponse, openapi_extra={"requestBody": IMAGE_BODY})
+@app.post("/upload", response_class=HTMLResponse, responses=PAGE_ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
 def upload_result(request: Request, upload: Annotated[Upload | HTTPException, Depends(optional_upload)]) -> HTMLResponse:
     """The result page for the plain HTML form; a bad upload gets the form back with the reason."""
     try:
@@ -279,6 +311,11 @@ def upload_result(request: Request, upload: Annotated[Upload | HTTPException, De
 @app.get("/healthz")
 def healthz() -> Health:
     return Health(status="ok")
+
+
+@app.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @app.get("/model")

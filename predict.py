@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file, safe_open, save_file
 
 from model import MLP
 
@@ -199,6 +199,18 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def sha256_path(weights: Path) -> Path:
+    """Where a weights file's sha256 is recorded, in `sha256sum` format."""
+    return weights.with_suffix(".sha256")
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write safetensors weights and record their sha256 beside them, for Predictor to check."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+    sha256_path(path).write_text(f"{file_sha256(path)}  {path.name}\n")
+
+
 def load_model(path: Path = DEFAULT_WEIGHTS) -> MLP:
     """The MLP with weights from a safetensors file (no pickle involved)."""
     model = MLP()
@@ -215,9 +227,11 @@ class Predictor:
         if not weights.is_file():
             raise WeightsError(f"weights file {weights} is missing; {fix}")
         self.sha256 = file_sha256(weights)
-        recorded = weights.with_name(weights.name + ".sha256")
-        if recorded.is_file() and recorded.read_text().split()[0] != self.sha256:
-            raise WeightsError(f"weights file {weights} does not match its recorded sha256 in {recorded.name}; {fix}")
+        recorded = sha256_path(weights)
+        if not recorded.is_file():
+            raise WeightsError(f"weights file {weights} has no recorded sha256 ({recorded} is missing); {fix}")
+        if recorded.read_text().split()[0] != self.sha256:
+            raise WeightsError(f"weights file {weights} does not match the sha256 recorded in {recorded}; {fix}")
         try:
             self.model = load_model(weights)
             with safe_open(str(weights), framework="pt") as f:

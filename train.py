@@ -25,14 +25,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 import dataset
 from model import MLP
-from predict import DEFAULT_WEIGHTS, load_model, normalize
+from predict import DEFAULT_WEIGHTS, load_model, normalize, save_weights
 from teacher import TeacherCNN
 
 
@@ -236,8 +235,7 @@ def main() -> None:
         "history": json.dumps(history),
         **results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.cpu().contiguous() for k, v in state.items()}, str(args.out), metadata=metadata)
+    save_weights(state, args.out, metadata)
     print(f"wrote {args.out}")
 
 

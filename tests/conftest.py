@@ -1,5 +1,10 @@
 import io
+import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +14,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+SERVER_TIMEOUT_S = 3
 
 import dataset  # noqa: E402
 from main import app  # noqa: E402
@@ -18,6 +24,37 @@ from main import app  # noqa: E402
 def client():
     with TestClient(app) as c:
         yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """The real app under uvicorn on a free loopback port, with a short upload timeout for the slow-client tests."""
+    port = free_port()
+    env = {**os.environ, "REQUEST_TIMEOUT_S": str(SERVER_TIMEOUT_S)}
+    log = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server's logging
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"uvicorn did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,286 @@
+"""Bad input from the open internet: every case gets a right answer or a 4xx that says what to do, never a 5xx."""
+
+import io
+import os
+import socket
+import struct
+import tempfile
+import time
+import urllib.request
+import zlib
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import ROOT, SERVER_TIMEOUT_S, encode
+from main import app
+
+
+@pytest.fixture(scope="module")
+def seven(mnist_test) -> np.ndarray:
+    return mnist_test[0][0]  # the first test digit, a 7
+
+
+def big_seven(seven: np.ndarray) -> Image.Image:
+    """The 7 as dark ink on white paper, 280 px."""
+    return Image.fromarray(255 - seven).resize((280, 280), Image.Resampling.BICUBIC)
+
+
+def png_with_bad_crc(seven: np.ndarray) -> bytes:
+    data = bytearray(encode(seven))
+    ihdr_crc = 8 + 8 + 13  # signature, IHDR length and type, IHDR data
+    data[ihdr_crc] ^= 0xFF
+    return bytes(data)
+
+
+def animated_gif(seven: np.ndarray) -> bytes:
+    frames = [Image.fromarray(seven)] + [Image.fromarray(np.roll(seven, i, axis=1)) for i in range(1, 120)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=20, loop=0)
+    return buf.getvalue()
+
+
+def multipage_tiff(seven: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(seven).save(buf, "TIFF", save_all=True, append_images=[Image.new("L", (28, 28), 0)] * 3)
+    return buf.getvalue()
+
+
+def exif_rotated_jpeg(seven: np.ndarray) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise
+    return encode(big_seven(seven).transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif, quality=90)
+
+
+def palette_with_transparency(seven: np.ndarray) -> bytes:
+    im = Image.fromarray(255 - seven).convert("P")
+    return encode(im, transparency=255)  # white paper made transparent, dark strokes kept
+
+
+def la_mode(seven: np.ndarray) -> bytes:
+    return encode(Image.merge("LA", [Image.new("L", (28, 28), 0), Image.fromarray(seven)]))
+
+
+def sixteen_bit(seven: np.ndarray) -> bytes:
+    return encode(Image.fromarray(seven.astype(np.uint16) * 257))
+
+
+def line_strip() -> bytes:
+    a = np.full((5000, 1), 255, np.uint8)
+    a[2000:3000] = 0
+    return encode(a)
+
+
+def phone_photo(seven: np.ndarray) -> bytes:
+    """Grey paper, a big dark 7 off-centre, sensor noise: a 4000x3000 colour JPEG."""
+    page = np.full((3000, 4000), 190.0)
+    ink = np.asarray(Image.fromarray(seven).resize((1800, 1800), Image.Resampling.BICUBIC), dtype=np.float64) / 255
+    page[700:2500, 1500:3300] -= 160 * ink
+    page += np.random.default_rng(3).normal(0, 6, page.shape)
+    return encode(Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
+
+
+def noise() -> bytes:
+    return encode(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+
+
+# (name, bytes factory taking the 7, expected): expected is the digit, or the 4xx status.
+CORPUS = [
+    ("zero bytes", lambda s: b"", 400),
+    ("random bytes", lambda s: np.random.default_rng(1).bytes(4096), 400),
+    ("text", lambda s: b"seven\n" * 20, 400),
+    ("html", lambda s: b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", 400),
+    ("svg", lambda s: b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><text y="20">7</text></svg>', 400),
+    ("pdf", lambda s: b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n", 400),
+    ("png cut after the signature", lambda s: encode(s)[:8], 400),
+    ("png cut inside the header", lambda s: encode(s)[:20], 400),
+    ("png cut inside the pixels", lambda s: encode(big_seven(s))[:-200], 400),
+    ("png cut before the end chunk", lambda s: encode(big_seven(s))[:-12], 7),  # every pixel is there
+    ("png with a bad crc", png_with_bad_crc, 400),
+    ("jpeg cut in half", lambda s: (lambda d: d[:len(d) // 2])(encode(big_seven(s), "JPEG")), 400),
+    ("gif header only", lambda s: b"GIF89a\x1c\x00\x1c\x00", 400),
+    ("1x1 pixel", lambda s: encode(Image.new("L", (1, 1), 0)), 422),
+    ("1x5000 strip", lambda s: line_strip(), 1),
+    ("decompression bomb", lambda s: encode(Image.new("1", (20_000, 20_000))), 413),
+    ("animated gif, 120 frames", animated_gif, 7),
+    ("16-bit greyscale png", sixteen_bit, 7),
+    ("cmyk jpeg", lambda s: encode(big_seven(s).convert("CMYK"), "JPEG", quality=95), 7),
+    ("palette png with transparency", palette_with_transparency, 7),
+    ("LA png", la_mode, 7),
+    ("exif-rotated jpeg", exif_rotated_jpeg, 7),
+    ("webp", lambda s: encode(big_seven(s), "WEBP", quality=90), 7),
+    ("bmp", lambda s: encode(s, "BMP"), 7),
+    ("tiff", lambda s: encode(big_seven(s), "TIFF"), 7),
+    ("multi-page tiff", multipage_tiff, 7),
+    ("1-bit png", lambda s: encode(Image.fromarray(s).convert("1")), 7),
+    ("progressive jpeg", lambda s: encode(big_seven(s), "JPEG", progressive=True, quality=85), 7),
+    ("rgba canvas png", lambda s: encode(np.dstack([np.zeros((28, 28, 3), np.uint8), s])), 7),
+    ("4000x3000 phone photo", phone_photo, 7),
+    ("all white", lambda s: encode(Image.new("L", (100, 100), 255)), 422),
+    ("all black", lambda s: encode(Image.new("L", (100, 100), 0)), 422),
+    ("all transparent", lambda s: encode(Image.new("RGBA", (100, 100), (0, 0, 0, 0))), 422),
+    ("pure noise", lambda s: noise(), None),
+]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def disk_writes():
+    """Every temp file opened and every new file under the project or /tmp while the corpus runs."""
+    def snapshot() -> set[str]:
+        skip = (".venv", "__pycache__", ".pytest_cache", "out", ".git", ".hypothesis")
+        found = set()
+        for top in (ROOT, tempfile.gettempdir()):
+            for path, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if d not in skip and not d.startswith("pytest-")]
+                found.update(os.path.join(path, f) for f in files)
+        return found
+
+    before = snapshot()
+    opened = []
+    patch = pytest.MonkeyPatch()
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
+        original = getattr(tempfile, name)
+        patch.setattr(tempfile, name, lambda *a, _o=original, _n=name, **k: (opened.append(_n), _o(*a, **k))[1])
+    yield opened
+    patch.undo()
+    assert snapshot() - before == set()
+
+
+def check(r, expected) -> None:
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        detail = r.json()["detail"]
+        assert isinstance(detail, str) and len(detail) > 15, detail
+    if isinstance(expected, int) and expected >= 400:
+        assert r.status_code == expected, r.text
+    elif expected is not None:
+        assert r.status_code == 200, r.text
+        assert r.json()["digit"] == expected
+
+
+@pytest.mark.parametrize("name, make, expected", CORPUS, ids=[c[0] for c in CORPUS])
+def test_corpus_multipart(client, disk_writes, seven, name, make, expected):
+    start = time.perf_counter()
+    r = client.post("/predict", files={"file": ("upload", make(seven), "application/octet-stream")})
+    check(r, expected)
+    if name == "decompression bomb":
+        assert time.perf_counter() - start < 1, "refused before its 400 megapixels were decoded"
+
+
+@pytest.mark.parametrize("name, make, expected", CORPUS[::3], ids=[c[0] for c in CORPUS[::3]])
+def test_corpus_raw_body(client, disk_writes, seven, name, make, expected):
+    expected = 422 if name == "zero bytes" else expected  # an empty raw body is a missing image, not a broken one
+    check(client.post("/predict", content=make(seven), headers={"Content-Type": "image/png"}), expected)
+
+
+def test_corpus_as_one_batch(client, disk_writes, seven):
+    files = [("files", (name, make(seven), "application/octet-stream")) for name, make, _ in CORPUS]
+    r = client.post("/predict/batch", files=files)
+    assert r.status_code == 200
+    for (name, _, expected), result in zip(CORPUS, r.json()["predictions"], strict=True):
+        if isinstance(expected, int) and expected >= 400:
+            assert len(result["error"]) > 15, name
+        elif expected is not None:
+            assert result["digit"] == expected, name
+
+
+BAD_REQUESTS = [
+    ("body over the limit", dict(content=b"\0" * (10 * 1024 * 1024 + 1), headers={"Content-Type": "image/png"}), 413),
+    ("wrong content type", dict(content=b"{}", headers={"Content-Type": "application/json"}), 415),
+    ("form-urlencoded", dict(content=b"file=7", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),
+    ("no content type", dict(content=b"\x00\x01garbage"), 400),
+    ("missing field", dict(files={"picture": ("a.png", b"x", "image/png")}), 422),
+    ("field without a file", dict(data={"file": "seven"}, files={"other": ("a", b"x")}), 422),
+    ("multipart without a boundary", dict(content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}), 400),
+    ("multipart never closed", dict(content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc',
+                                    headers={"Content-Type": "multipart/form-data; boundary=b"}), 422),
+    ("multipart header garbage", dict(content=b"--b\r\n\x00\x01\x02\r\n\r\n--b--\r\n",
+                                      headers={"Content-Type": "multipart/form-data; boundary=b"}), 400),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, status", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests(client, disk_writes, name, kwargs, status):
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert len(r.json()["detail"]) > 15
+
+
+def test_two_files_to_predict(client, seven):
+    r = client.post("/predict", files=[("file", ("a.png", encode(seven), "image/png"))] * 2)
+    assert r.status_code == 400
+    assert "/predict/batch" in r.json()["detail"]
+
+
+def test_more_files_than_the_batch_limit(client, seven):
+    r = client.post("/predict/batch", files=[("files", ("a.png", encode(seven), "image/png"))] * 300)
+    assert r.status_code == 413
+    assert "at most 256" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("filename", ["../../../../etc/passwd", "..\\..\\boot.ini", "<script>alert(1)</script>.png",
+                                      "数字の七.png", "sept\u0301.png", "\u202egnp.exe", "a" * 500])
+def test_hostile_filenames_are_only_ever_displayed_escaped(client, disk_writes, seven, filename):
+    r = client.post("/predict", files={"file": (filename, encode(seven), "image/png")})
+    assert r.status_code == 200 and r.json()["digit"] == 7
+    page = client.post("/upload", files={"file": (filename, encode(seven), "image/png")})
+    assert page.status_code == 200
+    assert "<script>alert(1)" not in page.text
+
+
+def test_an_absurdly_long_part_header_is_400(client, seven):
+    r = client.post("/predict", files={"file": ("a" * 20_000, encode(seven), "image/png")})
+    assert r.status_code == 400
+    assert "multipart" in r.json()["detail"]
+
+
+def raw_request(url: str, head: bytes, body: bytes, close_early: bool) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=SERVER_TIMEOUT_S + 5) as s:
+        s.sendall(head + body)
+        if close_early:
+            return b""
+        return s.recv(65536)
+
+
+def test_slowloris_upload_gets_408_from_the_real_server(server):
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
+    start = time.monotonic()
+    answer = raw_request(server, head, b"\x89PNG", close_early=False)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - start < SERVER_TIMEOUT_S + 3
+
+
+def test_incomplete_bodies_and_dropped_connections_leave_the_server_healthy(server, seven):
+    png = encode(seven)
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+            b"Content-Length: 5000\r\n\r\n")
+    for _ in range(20):
+        raw_request(server, head, b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + png[:50],
+                    close_early=True)
+    with urllib.request.urlopen(server + "/healthz", timeout=5) as r:
+        assert r.status == 200
+    request = urllib.request.Request(server + "/predict", data=png, headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        assert r.status == 200 and b'"digit":7' in r.read()
+
+
+def test_healthy_after_the_corpus(client, seven):
+    assert client.get("/healthz").status_code == 200
+    r = client.post("/predict", files={"file": ("seven.png", encode(seven), "image/png")})
+    assert r.status_code == 200 and r.json()["digit"] == 7
+
+
+def test_no_5xx_was_ever_counted(client):
+    metrics = client.get("/metrics").text
+    served = [line for line in metrics.splitlines() if line.startswith("http_requests_total{")]
+    assert served
+    assert not [line for line in served if 'status="5' in line]

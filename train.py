@@ -18,11 +18,13 @@ batches it sees, mixed with the true labels.
 """
 
 import argparse
+import functools
 import json
 import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,9 +32,35 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 import dataset
+import report
+from calibration import expected_calibration_error, fit_temperature, uncertain_threshold
 from model import MLP
-from predict import DEFAULT_WEIGHTS, load_model, normalize, save_weights
+from predict import DEFAULT_WEIGHTS, Predictor, load_model, normalize, save_weights
 from teacher import TeacherCNN
+
+REPORT = Path(__file__).resolve().parent / "reports" / "latest"
+
+
+@functools.cache
+def _grid_basis(device: torch.device) -> torch.Tensor:
+    """784×19: each pixel's homogeneous coordinates (x, y, 1), then its bicubic weights on a 4×4 field.
+
+    A batch's sampling grid is then one matrix product with its affine and elastic parameters; F.affine_grid
+    and F.interpolate on such small tensors cost several times more on a CPU.
+    """
+    c = (torch.arange(28, device=device, dtype=torch.float32) * 2 + 1) / 28 - 1  # pixel centres, align_corners=False
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
+    coords = torch.stack([xs.flatten(), ys.flatten(), torch.ones(784, device=device)], 1)
+    field = F.interpolate(torch.eye(16, device=device).view(16, 1, 4, 4), size=(28, 28), mode="bicubic",
+                          align_corners=True).view(16, 784)
+    return torch.cat([coords, field.T], 1)
+
+
+def dilate(x: torch.Tensor) -> torch.Tensor:
+    """3x3 grey-level dilation as two separable maxima; F.max_pool2d is over 10x slower on one channel on a CPU."""
+    p = F.pad(x, (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(p[..., :, :-2], p[..., :, 1:-1]), p[..., :, 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
 
 
 def augment(x: torch.Tensor, g: torch.Generator, args: argparse.Namespace) -> torch.Tensor:
@@ -42,25 +70,25 @@ def augment(x: torch.Tensor, g: torch.Generator, args: argparse.Namespace) -> to
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return torch.rand(b, device=dev, generator=g) * (hi - lo) + lo
 
-    angle = uniform(-12, 12) * math.pi / 180
-    shear = uniform(-0.25, 0.25)
-    sx, sy = uniform(0.85, 1.15), uniform(0.85, 1.15)
-    tx, ty = uniform(-0.15, 0.15), uniform(-0.15, 0.15)  # grid units: 1.0 is half the image, so about ±2 px
+    a = args.affine
+    angle = uniform(-12 * a, 12 * a) * math.pi / 180
+    shear = uniform(-0.25 * a, 0.25 * a)
+    sx, sy = uniform(1 - 0.15 * a, 1 + 0.15 * a), uniform(1 - 0.15 * a, 1 + 0.15 * a)
+    tx, ty = uniform(-0.15 * a, 0.15 * a), uniform(-0.15 * a, 0.15 * a)  # grid units: 1.0 is half the image, so ±2 px
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([
-        torch.stack([sx * cos, sx * (shear * cos - sin), tx], 1),
-        torch.stack([sy * sin, sy * (shear * sin + cos), ty], 1),
+    theta = torch.stack([  # B×3×2: maps an output pixel's (x, y, 1) to where it samples the input
+        torch.stack([sx * cos, sy * sin], 1),
+        torch.stack([sx * (shear * cos - sin), sy * (shear * sin + cos)], 1),
+        torch.stack([tx, ty], 1),
     ], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    if args.elastic > 0:
-        # A coarse random field, upsampled smoothly: Simard's Gaussian-smoothed noise, for less work.
-        coarse = torch.randn(b, 2, 4, 4, device=dev, generator=g) * (args.elastic * 2 / 28)
-        grid = grid + F.interpolate(coarse, size=(28, 28), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # The elastic part: a smooth random field from 4x4 control points, like Simard's Gaussian-smoothed noise.
+    coarse = torch.randn(b, 16, 2, device=dev, generator=g) * (args.elastic * 2 / 28)
+    grid = torch.einsum("pk,bkc->bpc", _grid_basis(dev), torch.cat([theta, coarse], 1))
+    x = F.grid_sample(x, grid.view(b, 28, 28, 2), mode="bilinear", padding_mode="zeros", align_corners=False)
     if args.stroke > 0:
         # People's pens are thicker or thinner than MNIST's: blend towards a 3x3 dilation or erosion.
         amount = (torch.rand(b, 1, 1, 1, device=dev, generator=g) * 2 - 1) * args.stroke
-        thick, thin = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
+        thick, thin = dilate(x), -dilate(-x)
         x = x + amount.clamp(min=0) * (thick - x) + (-amount).clamp(min=0) * (thin - x)
     return x
 
@@ -90,6 +118,13 @@ def train(model: nn.Module, ema: AveragedModel, optimizer, scheduler, x: torch.T
         total_loss += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y[idx]).sum()
     return total_loss.item() / len(x), correct.item() / len(x)
+
+
+@torch.no_grad()  # not inference_mode: calibration fits a temperature on these with autograd
+def logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """The model's logits for x (B×1×28×28 in [0,1]), on the CPU."""
+    model.eval()
+    return torch.cat([model(normalize(x[i:i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
 
 
 @torch.inference_mode()
@@ -158,6 +193,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
     parser.add_argument("--dropout", type=float, default=0.1, help="MLP dropout after each hidden layer (default: 0.1)")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0.0)")
+    parser.add_argument("--affine", type=float, default=1.0, help="strength of the random affine transform: 1 is ±12°, ±15%% scale, ±0.25 shear, ±2 px (default: 1.0)")
     parser.add_argument("--elastic", type=float, default=1.5, help="elastic distortion in pixels, 0 for none (default: 1.5)")
     parser.add_argument("--stroke", type=float, default=0.0, help="stroke width augmentation, 0 to 1 (default: 0.0)")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="decay of the weights' moving average (default: 0.999)")
@@ -168,6 +204,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights file to write (default: weights/mnist_mlp.safetensors)")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --weights on the test set (default: off)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights for --eval-only (default: weights/mnist_mlp.safetensors)")
+    parser.add_argument("--report", type=Path, default=REPORT, help="folder for the training report (default: reports/latest)")
+    parser.add_argument("--no-report", action="store_true", help="skip the report and its measurements (default: off)")
+    parser.add_argument("--report-digits", type=int, default=2000, help="test digits for the report's upload and rejection figures (default: 2000)")
     parser.add_argument("--quiet", action="store_true", help="a line per epoch instead of progress bars (default: off)")
     args = parser.parse_args()
     if args.fast:
@@ -214,28 +253,56 @@ def main() -> None:
     seconds = time.perf_counter() - start
     model.load_state_dict(state)
     best = max(history, key=lambda h: (h["val_acc"], h["epoch"]))
-    _, test_acc = evaluate(model, test_x, test_y)
+    # Calibration is fitted on validation; the test set is only measured.
+    val_logits, test_logits = logits(model, data["val_x"]), logits(model, test_x)
+    temperature = fit_temperature(val_logits, data["val_y"].cpu())
+    uncertain_below = uncertain_threshold(F.softmax(val_logits / temperature, 1))
+    test_y = test_y.cpu()
+    before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
+    test_acc = float((after.argmax(1) == test_y).float().mean())
     print(f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
           f"test accuracy {test_acc:.2%}; {seconds:.0f} s on {device}")
 
-    recipe = {k: v for k, v in vars(args).items() if k not in {"out", "eval_only", "weights", "quiet", "device"}}
+    recipe = {k: v for k, v in vars(args).items() if k not in {"out", "eval_only", "weights", "quiet", "device", "report", "no_report", "report_digits"}}
+    summary = {
+        "test_accuracy": round(test_acc, 4),
+        "val_accuracy": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "train_seconds": round(seconds, 1),
+        "device": str(device),
+        "temperature": round(temperature, 4),
+        "uncertain_below": round(uncertain_below, 4),
+        "ece_before": round(expected_calibration_error(before, test_y), 5),
+        "ece_after": round(expected_calibration_error(after, test_y), 5),
+        "test_flagged_uncertain": round(float((after.max(1).values < uncertain_below).float().mean()), 4),
+        **results,
+    }
     metadata = {
         "architecture": "MLP 784-256-128-10 (ReLU)",
-        "test_accuracy": f"{test_acc:.4f}",
-        "val_accuracy": f"{best['val_acc']:.4f}",
-        "best_epoch": str(best["epoch"]),
+        **{k: f"{v:.4f}" if isinstance(v, float) else str(v) for k, v in summary.items()},
         "epochs": str(args.epochs),
         "seed": str(args.seed),
         "train_images": str(len(data["train_x"])),
-        "train_seconds": f"{seconds:.1f}",
-        "device": str(device),
         "torch_version": torch.__version__,
         "data_md5": json.dumps(dataset.IDX_MD5),
         "recipe": json.dumps(recipe),
         "history": json.dumps(history),
-        **results,
     }
     save_weights(state, args.out, metadata)
+    if not args.no_report:
+        # What the served model does with uploads and with things that are not digits; recorded with the weights.
+        predictor = Predictor(args.out)
+        rng = np.random.default_rng(args.seed)
+        sample = rng.choice(len(test_x), min(args.report_digits, len(test_x)), replace=False)
+        images = (test_x[sample, 0].cpu().numpy() * 255).round().astype(np.uint8)
+        summary["uploaded_accuracy"] = report.uploaded_accuracy(predictor, images, test_y[sample].numpy())
+        summary["rejection"] = report.rejection(predictor, images, rng)
+        metadata.update(uploaded_accuracy=json.dumps(summary["uploaded_accuracy"]),
+                        rejection=json.dumps(summary["rejection"]))
+        save_weights(state, args.out, metadata)
+        all_images = (test_x[:, 0].cpu().numpy() * 255).round().astype(np.uint8)
+        report.write_report(args.report, summary, history, all_images, test_y, before, after)
+        print(f"wrote the report to {args.report}")
     print(f"wrote {args.out}")
 
 

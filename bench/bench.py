@@ -1,0 +1,320 @@
+"""Benchmarks: serving against a bare FastAPI reference, photo-sized input, batches, cold start, threads,
+in-process Predictor throughput and training throughput. Writes bench/RESULTS.md.
+
+    python bench/bench.py             # or `make bench`: about 10 minutes on 2 cores
+    python bench/bench.py --quick     # fewer and shorter runs, to try things out
+
+Every figure is the median of several runs, with the spread (min–max) beside it; every comparison
+is a ratio of two figures measured in the same run, the two sides alternating. wrk is the load
+generator, since a Python client would be the bottleneck on 2 cores. One uvicorn worker, loopback only.
+"""
+
+import argparse
+import datetime
+import io
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from common import ROOT, digit_png, ensure_wrk, free_port, machine, median_spread, serve, wait_healthy, wrk
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+REFERENCE = "bench.reference_app:app"
+
+
+def fmt(values: list[float], unit: str = "", digits: int = 0) -> str:
+    med, lo, hi = median_spread(values)
+    return f"{med:,.{digits}f}{unit} ({lo:,.{digits}f}–{hi:,.{digits}f})"
+
+
+def post(url: str, data: bytes, content_type: str = "image/png") -> float:
+    """Seconds for one POST, checking the answer is a 200."""
+    start = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers={"Content-Type": content_type})) as r:
+        r.read()
+        assert r.status == 200
+    return time.perf_counter() - start
+
+
+def serving(image: Path, rounds: int, seconds: int) -> tuple[dict, list[str]]:
+    """/predict against the reference app, multipart and raw, at 32 connections, alternating the two apps."""
+    runs: dict[str, list[dict]] = {f"{app} {mode}": [] for app in ("main", "reference") for mode in ("multipart", "raw")}
+    for r in range(rounds):
+        order = [("main", "main:app"), ("reference", REFERENCE)]
+        for name, app in order if r % 2 == 0 else order[::-1]:
+            with serve(app) as (url, _):
+                for mode in ("multipart", "raw"):
+                    wrk(url + "/predict", image, 2, 32, mode=mode)  # warm-up
+                    runs[f"{name} {mode}"].append(wrk(url + "/predict", image, seconds, 32, mode=mode))
+    rows = []
+    for mode in ("multipart", "raw"):
+        ratios = [m["rps"] / ref["rps"] for m, ref in zip(runs[f"main {mode}"], runs[f"reference {mode}"])]
+        tails = [m["p99_ms"] / m["p50_ms"] for m in runs[f"main {mode}"]]
+        rows.append(f"| {mode} | {fmt([x['rps'] for x in runs[f'main {mode}']])} | "
+                    f"{fmt([x['rps'] for x in runs[f'reference {mode}']])} | **{fmt(ratios, '×', 2)}** | "
+                    f"{fmt([x['p50_ms'] for x in runs[f'main {mode}']], ' ms', 1)} | "
+                    f"{fmt([x['p99_ms'] for x in runs[f'main {mode}']], ' ms', 1)} | **{fmt(tails, '×', 2)}** |")
+        errors = sum(x["non_2xx"] + x["read_errors"] + x["timeouts"] for x in runs[f"main {mode}"])
+        assert errors == 0, f"{errors} failed requests to /predict ({mode})"
+    return runs, rows
+
+
+def phone_photo_jpeg() -> bytes:
+    """A 4000x3000 camera-like JPEG: grey paper with a gradient, sensor noise, a large dark 7 off-centre."""
+    import dataset
+
+    seven = dataset.load(train=False)[0][0].numpy()
+    rng = np.random.default_rng(0)
+    page = 175 + 30 * np.linspace(0, 1, 4000)[None, :] + rng.normal(0, 5, (3000, 4000))
+    ink = np.asarray(Image.fromarray(seven).resize((1600, 1600), Image.Resampling.BICUBIC), dtype=np.float64) / 255
+    page[800:2400, 1400:3000] -= 150 * ink
+    rgb = np.clip(np.stack([page, page * 0.97, page * 0.92], -1), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def big_inputs(repeats: int) -> list[str]:
+    """/predict latency on a phone photo and a 1000x1000 PNG, against Pillow fully decoding the same file."""
+    photo = phone_photo_jpeg()
+    with tempfile.TemporaryDirectory() as tmp:
+        png = digit_png(Path(tmp) / "big.png", size=1000).read_bytes()
+    rows = []
+    with serve() as (url, _):
+        for name, data, ctype in [("4000×3000 JPEG photo", photo, "image/jpeg"), ("1000×1000 PNG", png, "image/png")]:
+            post(url + "/predict", data, ctype)  # warm-up
+            decode, served = [], []
+            for _ in range(repeats):  # alternate the two sides
+                start = time.perf_counter()
+                Image.open(io.BytesIO(data)).load()
+                decode.append(time.perf_counter() - start)
+                served.append(post(url + "/predict", data, ctype))
+            ratios = [s / d for s, d in zip(served, decode)]
+            rows.append(f"| {name} ({len(data) / 1e6:.1f} MB) | {fmt([s * 1000 for s in served], ' ms', 1)} | "
+                        f"{fmt([d * 1000 for d in decode], ' ms', 1)} | **{fmt(ratios, '×', 2)}** |")
+    return rows
+
+
+def batches(image: Path, rounds: int, seconds: int) -> list[str]:
+    """Images/s through /predict/batch (256 PNGs a request) against single /predict calls, same server."""
+    single, batch = [], []
+    with serve() as (url, _):
+        wrk(url + "/predict/batch", image, 2, 2, field="files", count=256)  # warm-up
+        for _ in range(rounds):
+            single.append(wrk(url + "/predict", image, seconds, 32)["rps"])
+            b = wrk(url + "/predict/batch", image, seconds, 2, field="files", count=256)
+            assert b["non_2xx"] == 0
+            batch.append(b["rps"] * 256)
+    ratios = [b / s for b, s in zip(batch, single)]
+    return [f"| {fmt(batch, ' images/s')} | {fmt(single, ' images/s')} | **{fmt(ratios, '×', 1)}** |"]
+
+
+def cold_start(repeats: int) -> list[str]:
+    """Launch of `uvicorn main:app` to the first 200 from /healthz, against `python -c "import torch, fastapi"`."""
+    server, imports = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, fastapi"], check=True)
+        imports.append(time.perf_counter() - start)
+        port = free_port()
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+            server.append(time.perf_counter() - start)
+        finally:
+            proc.terminate()
+            proc.wait()
+    ratios = [s / i for s, i in zip(server, imports)]
+    return [f"| {fmt(server, ' s', 2)} | {fmt(imports, ' s', 2)} | {fmt(ratios, '×', 2)} |"]
+
+
+def threads(image: Path, rounds: int, seconds: int) -> list[str]:
+    """The server with 1, 2 and 4 torch intra-op threads: single requests and 256-image batches."""
+    rows = []
+    for n in (1, 2, 4):
+        single, tail, batch = [], [], []
+        with serve(env={"TORCH_THREADS": str(n)}) as (url, _):
+            wrk(url + "/predict", image, 2, 32)
+            for _ in range(rounds):
+                r = wrk(url + "/predict", image, seconds, 32)
+                single.append(r["rps"])
+                tail.append(r["p99_ms"])
+                batch.append(wrk(url + "/predict/batch", image, seconds, 2, field="files", count=256)["rps"] * 256)
+        rows.append(f"| {n} | {fmt(single, '/s')} | {fmt(tail, ' ms', 1)} | {fmt(batch, ' images/s')} |")
+    return rows
+
+
+def in_process(repeats: int) -> list[str]:
+    """Predictor: decode + preprocess per image, and the model forward per batch, on 28x28 PNGs."""
+    from predict import Predictor
+
+    torch.set_num_threads(1)  # as the server runs it
+    predictor = Predictor()
+    with tempfile.TemporaryDirectory() as tmp:
+        png = digit_png(Path(tmp) / "seven.png").read_bytes()
+    rows = []
+    for size in (1, 32, 256):
+        uploads = [png] * size
+        prep, forward, total = [], [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            images = np.stack([predictor.prepare(u) for u in uploads])
+            mid = time.perf_counter()
+            predictor.classify(images)
+            end = time.perf_counter()
+            prep.append(size / (mid - start))
+            forward.append(size / (end - mid))
+            total.append(size / (end - start))
+        rows.append(f"| {size} | {fmt(prep)} | {fmt(forward)} | {fmt(total)} |")
+    return rows
+
+
+def training(repeats: int) -> tuple[list[str], list[str]]:
+    """train.py's epoch (augmentation, EMA, schedule) against a bare forward/backward loop on in-memory tensors."""
+    import argparse as ap
+
+    import torch.nn.functional as F
+    from torch.optim.swa_utils import AveragedModel
+
+    import dataset
+    import train
+    from model import MLP
+    from predict import normalize
+
+    args = ap.Namespace(batch_size=128, affine=1.0, elastic=1.5, stroke=0.0, label_smoothing=0.0, quiet=True,
+                        lr=3e-3, weight_decay=1e-4, ema_decay=0.999)
+    images, labels = dataset.load(train=True)
+    x, y = train.to_float(images[:55_000], torch.device("cpu")), labels[:55_000]
+    g = torch.Generator().manual_seed(0)
+    full, bare = [], []
+    for _ in range(repeats):
+        model = MLP(dropout=0.1)
+        ema = AveragedModel(model, multi_avg_fn=train.ema_update(args.ema_decay))
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=10_000)
+        start = time.perf_counter()
+        train.train(model, ema, opt, sched, x, y, args, g, None, "bench")
+        full.append(len(x) / (time.perf_counter() - start))
+
+        model = MLP(dropout=0.1)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+        xn = normalize(x)
+        start = time.perf_counter()
+        for idx in torch.randperm(len(x)).split(args.batch_size):
+            loss = F.cross_entropy(model(xn[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        bare.append(len(x) / (time.perf_counter() - start))
+    overhead = [b / f - 1 for f, b in zip(full, bare)]
+    rows = [f"| {fmt(full, ' images/s')} | {fmt(bare, ' images/s')} | **{fmt([o * 100 for o in overhead], '%')}** |"]
+
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--fast", "--quiet", "--out",
+                          str(Path(tempfile.gettempdir()) / "bench-fast.safetensors")],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - start
+    acc = re.search(r"test accuracy ([\d.]+)%", out).group(1)
+    return rows, [f"| `python train.py --fast` | {wall:.0f} s | {acc}% |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (default: off)")
+    args = parser.parse_args()
+    rounds, seconds, repeats = (2, 4, 3) if args.quick else (3, 10, 7)
+    ensure_wrk()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        image = digit_png(Path(tmp) / "seven.png")
+        _, serving_rows = serving(image, rounds, seconds)
+        big_rows = big_inputs(repeats)
+        batch_rows = batches(image, rounds, seconds)
+        thread_rows = threads(image, rounds, seconds)
+    cold_rows = cold_start(min(repeats, 5))
+    process_rows = in_process(repeats)
+    train_rows, fast_rows = training(3)
+
+    command = "python bench/bench.py" + (" --quick" if args.quick else "")
+    report = f"""# Benchmark results
+
+Measured {datetime.date.today()} on {machine()}, with `{command}` (`make bench`) in
+{(time.perf_counter() - started) / 60:.0f} minutes. Medians of {rounds} runs of {seconds} s (wrk) or {repeats} repeats,
+with the spread (min–max) in brackets. Ratios are taken run by run, between figures measured side by side.
+One uvicorn worker on 127.0.0.1; wrk (`bench/wrk.lua`) with one thread on the other core.
+
+## Serving /predict against a bare FastAPI upload endpoint
+The reference (`bench/reference_app.py`) parses the same upload and returns a fixed JSON. 32 connections,
+a 28×28 PNG; the two apps alternate round by round. Goals: at least 0.75× the reference; p99 at most 3× p50.
+
+| body | /predict requests/s | reference requests/s | ratio | p50 | p99 | p99 / p50 |
+| --- | --- | --- | --- | --- | --- | --- |
+{chr(10).join(serving_rows)}
+
+## Photo-sized input
+One request at a time, raw body; Pillow's full decode of the same bytes alternates with it. Goal for the
+photo: /predict in under half the time of the full decode (JPEG draft mode decodes at 1/8 scale).
+
+| input | /predict | Pillow full decode | ratio |
+| --- | --- | --- | --- |
+{chr(10).join(big_rows)}
+
+## Batches
+/predict/batch with 256 PNGs per request (2 connections) against single /predict calls (32 connections),
+on the same server. Goal: at least 5×.
+
+| /predict/batch | single /predict | ratio |
+| --- | --- | --- |
+{chr(10).join(batch_rows)}
+
+## Cold start
+Launching `uvicorn main:app` to its first 200 from /healthz, against `python -c "import torch, fastapi"`.
+
+| server ready | import torch, fastapi | ratio |
+| --- | --- | --- |
+{chr(10).join(cold_rows)}
+
+## Torch threads in the server
+`TORCH_THREADS` (default 1): single requests at 32 connections, and 256-image batches.
+
+| threads | /predict requests/s | p99 | /predict/batch |
+| --- | --- | --- | --- |
+{chr(10).join(thread_rows)}
+
+## In process: `Predictor`, images/s
+One torch thread, as in the server; 28×28 PNGs.
+
+| batch | decode + preprocess | model forward | both |
+| --- | --- | --- | --- |
+{chr(10).join(process_rows)}
+
+## Training
+One epoch of 55,000 images, batch 128: train.py's loop (augmentation on the batch, EMA, schedule) against
+a bare forward/backward loop of the same model on tensors already in memory. Goal: at most 40% on top.
+
+| train.py | bare loop | cost on top |
+| --- | --- | --- |
+{chr(10).join(train_rows)}
+
+Time to 99.0% test accuracy on this CPU, the whole run included (data loading, validation every epoch):
+
+| recipe | wall time | test accuracy |
+| --- | --- | --- |
+{chr(10).join(fast_rows)}
+"""
+    RESULTS.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

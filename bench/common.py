@@ -1,0 +1,110 @@
+"""What the benchmark and soak scripts share: a server on a loopback port, wrk, and memory readings."""
+
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_LUA = Path(__file__).resolve().parent / "wrk.lua"
+sys.path.insert(0, str(ROOT))
+
+
+def ensure_wrk() -> str:
+    """wrk from Debian, installed when missing (the scripts run as root here)."""
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("wrk")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
+    """Seconds until GET /healthz answers 200."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError("server did not become healthy")
+
+
+@contextlib.contextmanager
+def serve(app: str = "main:app", env: dict | None = None, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """One uvicorn worker on a free loopback port; yields its URL and process, and stops it after."""
+    port = free_port()
+    out = open(log or os.devnull, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        out.close()
+
+
+def wrk(url: str, image: Path, seconds: int, connections: int, mode: str = "multipart", field: str = "file",
+        count: int = 1, threads: int = 1) -> dict:
+    """Run wrk with bench/wrk.lua and return its JSON summary."""
+    env = {**os.environ, "IMAGE": str(image), "MODE": mode, "FIELD": field, "COUNT": str(count)}
+    cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_LUA), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    return json.loads(line.removeprefix("WRK_JSON "))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def digit_png(path: Path, size: int = 28) -> Path:
+    """The first MNIST test digit (a 7) as a PNG, size×size, dark on light when enlarged like a scan."""
+    import dataset
+
+    images, _ = dataset.load(train=False)
+    seven = images[0].numpy()
+    im = Image.fromarray(seven) if size == 28 else Image.fromarray(255 - seven).resize((size, size), Image.Resampling.BICUBIC)
+    im.save(path)
+    return path
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def median_spread(values: list[float]) -> tuple[float, float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(np.median(a)), float(a.min()), float(a.max())

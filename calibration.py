@@ -1,0 +1,50 @@
+"""Confidence that means what it says: temperature scaling, ECE, and the "uncertain" threshold.
+
+All of it is fitted on the validation split; the test set is only measured.
+"""
+
+import torch
+import torch.nn.functional as F
+
+UNCERTAIN_SHARE = 0.01  # flag about 1% of real digits as uncertain
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T > 0 that minimizes the NLL of softmax(logits / T) (Guo et al., 2017)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> list[dict]:
+    """Per confidence bin: its count, mean confidence and accuracy."""
+    conf, pred = probs.max(1)
+    correct = (pred == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = (conf > lo) & (conf <= hi)
+        n = int(mask.sum())
+        out.append({"lo": float(lo), "hi": float(hi), "count": n,
+                    "confidence": float(conf[mask].mean()) if n else 0.0,
+                    "accuracy": float(correct[mask].mean()) if n else 0.0})
+    return out
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE: the count-weighted gap between confidence and accuracy over equal-width bins."""
+    total = len(labels)
+    return sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, labels, bins))
+
+
+def uncertain_threshold(probs: torch.Tensor, share: float = UNCERTAIN_SHARE) -> float:
+    """The confidence below which `share` of these (validation) digits fall."""
+    return float(torch.quantile(probs.max(1).values, share))

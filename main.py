@@ -15,20 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import anyio.to_thread
 import numpy as np
 import torch
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from feedback import DEFAULT_DATABASE_URL, FeedbackStore, RecentPredictions
 from observability import PREDICTIONS, UNCERTAIN, Observability, setup_access_log
 from predict import (DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction,
                      Predictor)
@@ -48,6 +51,10 @@ class Settings:
     max_batch_files: int = 256
     request_timeout_s: float = 30.0
     torch_threads: int = 1
+    threadpool_size: int = os.cpu_count() or 1
+    database_url: str = DEFAULT_DATABASE_URL
+    feedback_window: int = 10_000
+    feedback_ttl_s: float = 3600.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -59,6 +66,10 @@ class Settings:
             max_batch_files=int(env.get("MAX_BATCH_FILES", cls.max_batch_files)),
             request_timeout_s=float(env.get("REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
+            threadpool_size=int(env.get("THREADPOOL_SIZE", cls.threadpool_size)),
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            feedback_window=int(env.get("FEEDBACK_WINDOW", cls.feedback_window)),
+            feedback_ttl_s=float(env.get("FEEDBACK_TTL_S", cls.feedback_ttl_s)),
         )
 
 
@@ -68,10 +79,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost, and
     # the threadpool already runs requests side by side.
     torch.set_num_threads(settings.torch_threads)
+    # Sync endpoints run in AnyIO's threadpool, 40 threads by default. Inference holds the GIL between
+    # torch and Pillow calls, so past one thread per core the threads only queue for it, and each handoff
+    # waits out the interpreter's switch interval: throughput halves. See bench/RESULTS.md.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
+    app.state.recent = RecentPredictions(settings.feedback_window, settings.feedback_ttl_s)
+    app.state.feedback = FeedbackStore(settings.database_url)
     setup_access_log()
     yield
+    app.state.feedback.engine.dispose()
 
 
 app = FastAPI(
@@ -89,6 +107,7 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1, description="the probability of that digit")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
     uncertain: bool = Field(description="true when the model isn't confident: maybe not a single, clear digit")
+    prediction_id: str = Field(description="names this prediction in POST /feedback, for about an hour")
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
 
 
@@ -98,6 +117,24 @@ class BatchError(BaseModel):
 
 class BatchOut(BaseModel):
     predictions: list[PredictionOut | BatchError]
+
+
+class FeedbackIn(BaseModel):
+    prediction_id: str = Field(max_length=64, description="from the prediction's answer")
+    label: int = Field(ge=0, le=9, description="the right digit")
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    prediction_id: str
+    predicted: int
+    label: int
+
+
+class FeedbackStats(BaseModel):
+    total: int
+    by_label: dict[str, int] = Field(description="corrections per true digit")
+    by_predicted: dict[str, int] = Field(description="corrections per digit the model had said")
 
 
 class Health(BaseModel):
@@ -126,23 +163,27 @@ def http_error(e: ImageError) -> HTTPException:
     return HTTPException(STATUS.get(type(e), 400), detail=str(e))
 
 
-def to_png_base64(image: np.ndarray) -> str:
+def to_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    # 784 bytes: the fastest zlib level costs a few bytes and saves most of the encoding time.
+    Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
-def to_out(p: Prediction) -> PredictionOut:
+def to_out(request: Request, p: Prediction) -> PredictionOut:
+    """The answer for one prediction, remembered for a while so that the user can correct it."""
     PREDICTIONS.labels(str(p.digit)).inc()
     if p.uncertain:
         UNCERTAIN.inc()
-    return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities,
-                         uncertain=p.uncertain, input_image=to_png_base64(p.image))
+    png = to_png(p.image)
+    prediction_id = request.app.state.recent.add(png, p.digit, p.confidence, request.app.state.predictor.sha256)
+    return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities, uncertain=p.uncertain,
+                         input_image=base64.b64encode(png).decode("ascii"), prediction_id=prediction_id)
 
 
 def classify(request: Request, upload: Upload) -> PredictionOut:
     try:
-        return to_out(request.app.state.predictor.predict(upload.data))
+        return to_out(request, request.app.state.predictor.predict(upload.data))
     except ImageError as e:
         raise http_error(e) from e
 
@@ -278,7 +319,7 @@ def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) 
 def predict_batch(request: Request, uploads: Annotated[list[Upload], Depends(batch_upload)]) -> BatchOut:
     """Predict many images in one call; a bad image gets an `error` entry in its place."""
     results = request.app.state.predictor.predict_many([u.data for u in uploads])
-    return BatchOut(predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(r)
+    return BatchOut(predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(request, r)
                                  for r in results])
 
 
@@ -306,6 +347,46 @@ def upload_result(request: Request, upload: Annotated[Upload | HTTPException, De
         return templates.TemplateResponse(request, "upload.html", {"error": e.detail}, status_code=e.status_code)
     context = {"prediction": prediction, "filename": upload.filename}
     return templates.TemplateResponse(request, "result.html", context)
+
+
+def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
+    seen = request.app.state.recent.get(correction.prediction_id)
+    if seen is None:
+        raise HTTPException(404, detail="unknown or expired prediction_id: corrections are taken for an hour after "
+                                        "the prediction; predict again, then send the right digit")
+    try:
+        row = request.app.state.feedback.record(correction.prediction_id, seen, correction.label)
+    except DBAPIError as e:
+        raise HTTPException(503, detail="the correction can't be stored right now; try again in a minute") from e
+    return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted,
+                       label=correction.label)
+
+
+@app.post("/feedback", status_code=201, responses={404: {"description": "unknown or expired prediction_id"},
+                                                   503: {"description": "the database is unavailable"}})
+def feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
+    """Record the right digit for an earlier prediction, named by its `prediction_id`."""
+    return record_feedback(request, correction)
+
+
+@app.get("/feedback/stats")
+def feedback_stats(request: Request) -> FeedbackStats:
+    """How many corrections there are, per true digit and per digit the model had said."""
+    try:
+        return FeedbackStats(**request.app.state.feedback.stats())
+    except DBAPIError as e:
+        raise HTTPException(503, detail="the corrections can't be read right now; try again in a minute") from e
+
+
+@app.post("/upload/feedback", response_class=HTMLResponse, status_code=201, include_in_schema=False)
+def feedback_form(request: Request, prediction_id: Annotated[str, Form(max_length=64)],
+                  label: Annotated[int, Form(ge=0, le=9)]) -> HTMLResponse:
+    """The correction from the result page's plain form."""
+    try:
+        saved = record_feedback(request, FeedbackIn(prediction_id=prediction_id, label=label))
+    except HTTPException as e:
+        return templates.TemplateResponse(request, "upload.html", {"error": e.detail}, status_code=e.status_code)
+    return templates.TemplateResponse(request, "thanks.html", {"saved": saved}, status_code=201)
 
 
 @app.get("/healthz")

@@ -4,6 +4,8 @@
     python train.py --fast                   # no teacher, fewer epochs: past 99% in a few minutes on 2 cores
     python train.py --epochs 1 --subset 2000 --out /tmp/smoke.safetensors
     python train.py --eval-only [--weights weights/mnist_mlp.safetensors]
+    python train.py --feedback               # fine-tune the shipped weights on users' stored corrections
+    python train.py --export-feedback out/   # the corrections as MNIST-style IDX files
 
 The data is fetched and verified first if it is missing (see dataset.py).
 5,000 training images are held out for validation; they pick every setting
@@ -19,14 +21,17 @@ batches it sees, mixed with the true labels.
 
 import argparse
 import functools
+import io
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
@@ -34,6 +39,7 @@ from tqdm import tqdm
 import dataset
 import report
 from calibration import expected_calibration_error, fit_temperature, uncertain_threshold
+from feedback import DEFAULT_DATABASE_URL, FeedbackStore
 from model import MLP
 from predict import DEFAULT_WEIGHTS, Predictor, load_model, normalize, save_weights
 from teacher import TeacherCNN
@@ -183,7 +189,7 @@ def pick_device(name: str) -> torch.device:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: 80, or 40 with --fast)")
+    parser.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: 80, 40 with --fast, 3 with --feedback)")
     parser.add_argument("--fast", action="store_true", help="no teacher and 40 epochs: a few minutes on a CPU (default: off)")
     parser.add_argument("--teacher-epochs", type=int, default=20, help="CNN teacher epochs, 0 for no teacher (default: 20)")
     parser.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term (default: 0.5)")
@@ -207,69 +213,56 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--report", type=Path, default=REPORT, help="folder for the training report (default: reports/latest)")
     parser.add_argument("--no-report", action="store_true", help="skip the report and its measurements (default: off)")
     parser.add_argument("--report-digits", type=int, default=2000, help="test digits for the report's upload and rejection figures (default: 2000)")
+    parser.add_argument("--feedback", action="store_true", help="fine-tune --weights on the stored user corrections, for --epochs (default: off)")
+    parser.add_argument("--export-feedback", type=Path, metavar="DIR", help="write the stored corrections as IDX files into DIR (default: off)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), help="where the corrections are (default: $DATABASE_URL, else SQLite data/feedback.db)")
     parser.add_argument("--quiet", action="store_true", help="a line per epoch instead of progress bars (default: off)")
     args = parser.parse_args()
     if args.fast:
         args.teacher_epochs = 0
     if args.epochs is None:
-        args.epochs = 40 if args.fast else 80
+        args.epochs = 3 if args.feedback else 40 if args.fast else 80
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    device = pick_device(args.device)
-    test_x, test_y = dataset.load(train=False)
-    test_x, test_y = to_float(test_x, device), test_y.to(device)
-
-    if args.eval_only:
-        _, acc = evaluate(load_model(args.weights).to(device), test_x, test_y)
-        print(f"{args.weights}: test accuracy {acc:.2%} on {len(test_x):,} images")
-        return
-
-    torch.manual_seed(args.seed)
-    g = torch.Generator(device=device).manual_seed(args.seed)
+def load_data(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:
+    """The training set split into training and validation (seeded), and the test set, on the device."""
     images, labels = dataset.load(train=True)
     split = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
     val_idx, train_idx = split[:args.val_size], split[args.val_size:]
     if args.subset:
         train_idx = train_idx[:args.subset]
-    data = {"train_x": to_float(images[train_idx], device), "train_y": labels[train_idx].to(device),
-            "val_x": to_float(images[val_idx], device), "val_y": labels[val_idx].to(device)}
+    test_x, test_y = dataset.load(train=False)
+    return {"train_x": to_float(images[train_idx], device), "train_y": labels[train_idx].to(device),
+            "val_x": to_float(images[val_idx], device), "val_y": labels[val_idx].to(device),
+            "test_x": to_float(test_x, device), "test_y": test_y.to(device)}
 
-    start = time.perf_counter()
-    teacher, results = None, {}
-    if args.teacher_epochs:
-        teacher = TeacherCNN().to(device)
-        state, teacher_history = fit(teacher, data, args, args.teacher_epochs, args.lr, g, name="teacher")
-        teacher.load_state_dict(state)
-        teacher.eval()
-        results["teacher_val_accuracy"] = f"{max(h['val_acc'] for h in teacher_history):.4f}"
-        results["teacher_test_accuracy"] = f"{evaluate(teacher, test_x, test_y)[1]:.4f}"
-        print(f"teacher: validation {results['teacher_val_accuracy']}, test {results['teacher_test_accuracy']}")
 
-    model = MLP(dropout=args.dropout).to(device)
-    state, history = fit(model, data, args, args.epochs, args.lr, g, teacher)
-    seconds = time.perf_counter() - start
+def finish(state: dict, history: list[dict], data: dict, args: argparse.Namespace, seconds: float,
+           results: dict) -> None:
+    """Calibrate on validation, measure on test, and write the weights, their metadata and the report."""
+    model = MLP().to(data["val_x"].device)
     model.load_state_dict(state)
     best = max(history, key=lambda h: (h["val_acc"], h["epoch"]))
     # Calibration is fitted on validation; the test set is only measured.
-    val_logits, test_logits = logits(model, data["val_x"]), logits(model, test_x)
+    val_logits, test_logits = logits(model, data["val_x"]), logits(model, data["test_x"])
     temperature = fit_temperature(val_logits, data["val_y"].cpu())
     uncertain_below = uncertain_threshold(F.softmax(val_logits / temperature, 1))
-    test_y = test_y.cpu()
+    test_y = data["test_y"].cpu()
     before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
     test_acc = float((after.argmax(1) == test_y).float().mean())
     print(f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
-          f"test accuracy {test_acc:.2%}; {seconds:.0f} s on {device}")
+          f"test accuracy {test_acc:.2%}; {seconds:.0f} s on {model.fc1.weight.device}")
 
-    recipe = {k: v for k, v in vars(args).items() if k not in {"out", "eval_only", "weights", "quiet", "device", "report", "no_report", "report_digits"}}
+    skip = {"out", "eval_only", "weights", "quiet", "device", "report", "no_report", "report_digits",
+            "database_url", "export_feedback"}
+    recipe = {k: v for k, v in vars(args).items() if k not in skip}
     summary = {
         "test_accuracy": round(test_acc, 4),
         "val_accuracy": best["val_acc"],
         "best_epoch": best["epoch"],
         "train_seconds": round(seconds, 1),
-        "device": str(device),
+        "device": str(model.fc1.weight.device),
         "temperature": round(temperature, 4),
         "uncertain_below": round(uncertain_below, 4),
         "ece_before": round(expected_calibration_error(before, test_y), 5),
@@ -279,7 +272,8 @@ def main() -> None:
     }
     metadata = {
         "architecture": "MLP 784-256-128-10 (ReLU)",
-        **{k: f"{v:.4f}" if isinstance(v, float) else str(v) for k, v in summary.items()},
+        **{k: f"{v:.4f}" if isinstance(v, float) else v if isinstance(v, str) else json.dumps(v)
+           for k, v in summary.items()},
         "epochs": str(args.epochs),
         "seed": str(args.seed),
         "train_images": str(len(data["train_x"])),
@@ -293,17 +287,120 @@ def main() -> None:
         # What the served model does with uploads and with things that are not digits; recorded with the weights.
         predictor = Predictor(args.out)
         rng = np.random.default_rng(args.seed)
-        sample = rng.choice(len(test_x), min(args.report_digits, len(test_x)), replace=False)
-        images = (test_x[sample, 0].cpu().numpy() * 255).round().astype(np.uint8)
-        summary["uploaded_accuracy"] = report.uploaded_accuracy(predictor, images, test_y[sample].numpy())
-        summary["rejection"] = report.rejection(predictor, images, rng)
+        all_images = (data["test_x"][:, 0].cpu().numpy() * 255).round().astype(np.uint8)
+        sample = rng.choice(len(all_images), min(args.report_digits, len(all_images)), replace=False)
+        summary["uploaded_accuracy"] = report.uploaded_accuracy(predictor, all_images[sample], test_y[sample].numpy())
+        summary["rejection"] = report.rejection(predictor, all_images[sample], rng)
         metadata.update(uploaded_accuracy=json.dumps(summary["uploaded_accuracy"]),
                         rejection=json.dumps(summary["rejection"]))
         save_weights(state, args.out, metadata)
-        all_images = (test_x[:, 0].cpu().numpy() * 255).round().astype(np.uint8)
         report.write_report(args.report, summary, history, all_images, test_y, before, after)
         print(f"wrote the report to {args.report}")
     print(f"wrote {args.out}")
+
+
+def load_feedback(url: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stored corrections: the 28x28 images the model saw (N×1×28×28 in [0,1]) and their right labels."""
+    rows = FeedbackStore(url).all()
+    if not rows:
+        return torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, dtype=torch.long, device=device)
+    images = np.stack([np.asarray(Image.open(io.BytesIO(png)).convert("L")) for png, _ in rows])
+    return to_float(torch.from_numpy(images), device), torch.tensor([label for _, label in rows], device=device)
+
+
+def learn_from_feedback(args: argparse.Namespace, data: dict, g: torch.Generator) -> None:
+    """Fine-tune --weights on MNIST plus the corrections, oversampled; the oversampling is chosen on validation.
+
+    A fifth of the corrections is held out and only measured; another fifth is their validation split.
+    The candidate with the fewest mistakes on both validation sets together wins, each image counting
+    once, and the current weights are a candidate too.
+    """
+    x, y = load_feedback(args.database_url, data["val_x"].device)
+    if len(x) == 0:
+        print(f"There are no corrections in {args.database_url} yet, so there is nothing to learn from. "
+              "They come from the page's 'Wrong?' buttons and from POST /feedback.")
+        return
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed)).to(x.device)
+    k = max(1, len(x) // 5)
+    held, val, fit_idx = order[:k], order[k:2 * k], order[2 * k:]
+    def mistakes(model: nn.Module) -> tuple[float, float, float]:
+        mnist_val, feedback_val = evaluate(model, data["val_x"], data["val_y"])[1], evaluate(model, x[val], y[val])[1]
+        return (1 - mnist_val) * len(data["val_x"]) + (1 - feedback_val) * len(val), mnist_val, feedback_val
+
+    base = load_model(args.weights).to(x.device)
+    before = {"mnist_test": evaluate(base, data["test_x"], data["test_y"])[1],
+              "feedback_heldout": evaluate(base, x[held], y[held])[1]}
+    print(f"{len(x)} corrections: {len(fit_idx)} to learn from, {len(val)} to choose with, {len(held)} held out")
+    best_state, best_history, chosen = base.state_dict(), [], 0
+    fewest, mnist_val, feedback_val = mistakes(base)
+    print(f"current weights: MNIST validation {mnist_val:.2%}, corrections validation {feedback_val:.2%}")
+    start = time.perf_counter()
+    for repeat in (4, 16, 64):
+        model = MLP(dropout=args.dropout).to(x.device)
+        model.load_state_dict(base.state_dict())
+        mixed = {**data, "train_x": torch.cat([data["train_x"]] + [x[fit_idx]] * repeat),
+                 "train_y": torch.cat([data["train_y"]] + [y[fit_idx]] * repeat)}
+        state, history = fit(model, mixed, args, args.epochs, args.lr / 10, g, name=f"fine-tune x{repeat}")
+        model.load_state_dict(state)
+        count, mnist_val, feedback_val = mistakes(model)
+        print(f"oversampled {repeat}x: MNIST validation {mnist_val:.2%}, corrections validation {feedback_val:.2%}")
+        if count < fewest:
+            best_state, fewest, best_history, chosen = state, count, history, repeat
+    if not chosen:
+        print("No fine-tuning beat the current weights on validation; they stay as they are.")
+        return
+    model = MLP().to(x.device)
+    model.load_state_dict(best_state)
+    after = {"mnist_test": evaluate(model, data["test_x"], data["test_y"])[1],
+             "feedback_heldout": evaluate(model, x[held], y[held])[1]}
+    print(f"chose {chosen}x oversampling. MNIST test: {before['mnist_test']:.2%} -> {after['mnist_test']:.2%}; "
+          f"held-out corrections: {before['feedback_heldout']:.2%} -> {after['feedback_heldout']:.2%}")
+    results = {"feedback": {"corrections": len(x), "oversampling": chosen, "before": before, "after": after}}
+    finish(best_state, best_history, data, args, time.perf_counter() - start, results)
+
+
+def export_feedback(args: argparse.Namespace) -> None:
+    """The corrections in MNIST's IDX layout, so that any MNIST reader can load them."""
+    x, y = load_feedback(args.database_url, torch.device("cpu"))
+    args.export_feedback.mkdir(parents=True, exist_ok=True)
+    dataset.write_idx(args.export_feedback / "feedback-images-idx3-ubyte", (x[:, 0] * 255).round().byte().numpy())
+    dataset.write_idx(args.export_feedback / "feedback-labels-idx1-ubyte", y.byte().numpy())
+    print(f"wrote {len(x)} corrections to {args.export_feedback}")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.export_feedback:
+        export_feedback(args)
+        return
+    device = pick_device(args.device)
+    if args.eval_only:
+        test_x, test_y = dataset.load(train=False)
+        _, acc = evaluate(load_model(args.weights).to(device), to_float(test_x, device), test_y.to(device))
+        print(f"{args.weights}: test accuracy {acc:.2%} on {len(test_x):,} images")
+        return
+
+    torch.manual_seed(args.seed)
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    data = load_data(args, device)
+    if args.feedback:
+        learn_from_feedback(args, data, g)
+        return
+
+    start = time.perf_counter()
+    teacher, results = None, {}
+    if args.teacher_epochs:
+        teacher = TeacherCNN().to(device)
+        state, teacher_history = fit(teacher, data, args, args.teacher_epochs, args.lr, g, name="teacher")
+        teacher.load_state_dict(state)
+        teacher.eval()
+        results["teacher_val_accuracy"] = round(max(h["val_acc"] for h in teacher_history), 4)
+        results["teacher_test_accuracy"] = round(evaluate(teacher, data["test_x"], data["test_y"])[1], 4)
+        print(f"teacher: validation {results['teacher_val_accuracy']:.2%}, test {results['teacher_test_accuracy']:.2%}")
+
+    model = MLP(dropout=args.dropout).to(device)
+    state, history = fit(model, data, args, args.epochs, args.lr, g, teacher)
+    finish(state, history, data, args, time.perf_counter() - start, results)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,13 @@ function clearCanvas() {
   drawn = false;
 }
 
+let predictionId = null;  // names the shown prediction in a correction
+
 function clearResult() {
   latest++;
+  predictionId = null;
+  $("feedback").hidden = true;
+  $("feedback-status").textContent = "";
   output.hidden = true;
   $("status").textContent = "";
   $("status").className = "status";
@@ -177,6 +182,41 @@ function showPrediction(p) {
     return li;
   });
   $("probabilities").replaceChildren(...bars);
+  predictionId = p.prediction_id;
+  $("feedback").hidden = false;
+}
+
+// --- "Wrong? The right digit is:" ---
+for (let d = 0; d < 10; d++) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary";
+  b.textContent = d;
+  b.dataset.testid = `correct-${d}`;
+  b.setAttribute("aria-label", `The right digit is ${d}`);
+  b.addEventListener("click", () => sendCorrection(d));
+  $("feedback-buttons").append(b);
+}
+
+async function sendCorrection(label) {
+  if (!predictionId) return;
+  const status = $("feedback-status");
+  status.className = "status";
+  status.textContent = "Sending…";
+  try {
+    const response = await fetch("/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prediction_id: predictionId, label }),
+    });
+    const data = await response.json();
+    if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : "not recorded");
+    status.className = "status thanks";
+    status.textContent = `Thank you! Recorded as ${label}.`;
+  } catch (err) {
+    status.className = "status error";
+    status.textContent = `Not recorded: ${err.message}.`;
+  }
 }
 
 $("predict").addEventListener("click", predictCanvas);

@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -15,6 +16,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SERVER_TIMEOUT_S = 3
+# The suite's corrections go to a database of its own, never to data/feedback.db.
+os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='digits-tests-')}/feedback.db"
 
 import dataset  # noqa: E402
 from main import app  # noqa: E402

@@ -152,3 +152,12 @@ def test_without_javascript_the_form_still_works(browser, server, seven_png):
     expect(page.get_by_test_id("result-digit")).to_have_text("7")
     expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
     context.close()
+
+
+def test_wrong_prediction_can_be_corrected_in_place(page):
+    draw(page, line((0.5, 0.15), (0.5, 0.85)))
+    page.get_by_test_id("predict").click()
+    expect_digit(page, 1)
+    page.get_by_test_id("correct-7").click()
+    expect(page.get_by_test_id("feedback-thanks")).to_have_text("Thank you! Recorded as 7.")
+    expect(page.get_by_test_id("result-digit")).to_have_text("1")  # nothing reloaded

@@ -45,8 +45,8 @@ def test_a_missing_file_says_how_to_fetch_it(tmp_path):
 def test_idx_files_are_what_torchvision_reads(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4], dtype=np.int64)
-    dataset._write_idx(tmp_path / "images", images)
-    dataset._write_idx(tmp_path / "labels", labels)
+    dataset.write_idx(tmp_path / "images", images)
+    dataset.write_idx(tmp_path / "labels", labels)
     assert np.array_equal(read_image_file(str(tmp_path / "images")).numpy(), images)
     assert read_label_file(str(tmp_path / "labels")).tolist() == [3, 1, 4]
 

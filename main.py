@@ -107,7 +107,7 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1, description="the probability of that digit")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
     uncertain: bool = Field(description="true when the model isn't confident: maybe not a single, clear digit")
-    prediction_id: str = Field(description="names this prediction in POST /feedback, for about an hour")
+    prediction_id: str = Field(description="names this prediction in POST /feedback, for FEEDBACK_TTL_S seconds")
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
 
 
@@ -352,8 +352,9 @@ def upload_result(request: Request, upload: Annotated[Upload | HTTPException, De
 def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     seen = request.app.state.recent.get(correction.prediction_id)
     if seen is None:
-        raise HTTPException(404, detail="unknown or expired prediction_id: corrections are taken for an hour after "
-                                        "the prediction; predict again, then send the right digit")
+        minutes = request.app.state.settings.feedback_ttl_s / 60
+        raise HTTPException(404, detail=f"unknown or expired prediction_id: corrections are taken for {minutes:g} "
+                                        "minutes after the prediction; predict again, then send the right digit")
     try:
         row = request.app.state.feedback.record(correction.prediction_id, seen, correction.label)
     except DBAPIError as e:

@@ -187,7 +187,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: 80, 40 with --fast, 3 with --feedback)")
     parser.add_argument("--fast", action="store_true", help="no teacher and 40 epochs: a few minutes on a CPU (default: off)")
@@ -217,7 +217,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--export-feedback", type=Path, metavar="DIR", help="write the stored corrections as IDX files into DIR (default: off)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), help="where the corrections are (default: $DATABASE_URL, else SQLite data/feedback.db)")
     parser.add_argument("--quiet", action="store_true", help="a line per epoch instead of progress bars (default: off)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.fast:
         args.teacher_epochs = 0
     if args.epochs is None:

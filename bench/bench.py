@@ -181,8 +181,6 @@ def in_process(repeats: int) -> list[str]:
 
 def training(repeats: int) -> tuple[list[str], list[str]]:
     """train.py's epoch (augmentation, EMA, schedule) against a bare forward/backward loop on in-memory tensors."""
-    import argparse as ap
-
     import torch.nn.functional as F
     from torch.optim.swa_utils import AveragedModel
 
@@ -191,8 +189,7 @@ def training(repeats: int) -> tuple[list[str], list[str]]:
     from model import MLP
     from predict import normalize
 
-    args = ap.Namespace(batch_size=128, affine=1.0, elastic=1.5, stroke=0.0, label_smoothing=0.0, quiet=True,
-                        lr=3e-3, weight_decay=1e-4, ema_decay=0.999)
+    args = train.parse_args(["--fast", "--quiet"])  # the default augmentation, without the teacher
     images, labels = dataset.load(train=True)
     x, y = train.to_float(images[:55_000], torch.device("cpu")), labels[:55_000]
     g = torch.Generator().manual_seed(0)

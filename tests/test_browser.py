@@ -62,10 +62,14 @@ def expect_digit(page: Page, digit: int) -> None:
     expect(page.locator("#seen")).to_be_visible()
 
 
-def test_draw_a_one(page):
+def draw_and_predict_a_one(page: Page) -> None:
     draw(page, line((0.5, 0.15), (0.5, 0.85)))
     page.get_by_test_id("predict").click()
     expect_digit(page, 1)
+
+
+def test_draw_a_one(page):
+    draw_and_predict_a_one(page)
 
 
 def test_draw_a_seven_in_two_strokes(page):
@@ -88,9 +92,7 @@ def test_a_small_digit_in_a_corner(page):
 
 
 def test_clear_empties_the_canvas_and_the_result(page):
-    draw(page, line((0.5, 0.15), (0.5, 0.85)))
-    page.get_by_test_id("predict").click()
-    expect_digit(page, 1)
+    draw_and_predict_a_one(page)
     page.get_by_test_id("clear").click()
     expect(page.get_by_test_id("result-digit")).to_have_text("")
     expect(page.locator("#output")).to_be_hidden()
@@ -155,9 +157,7 @@ def test_without_javascript_the_form_still_works(browser, server, seven_png):
 
 
 def test_wrong_prediction_can_be_corrected_in_place(page):
-    draw(page, line((0.5, 0.15), (0.5, 0.85)))
-    page.get_by_test_id("predict").click()
-    expect_digit(page, 1)
+    draw_and_predict_a_one(page)
     page.get_by_test_id("correct-7").click()
     expect(page.get_by_test_id("feedback-thanks")).to_have_text("Thank you! Recorded as 7.")
     expect(page.get_by_test_id("result-digit")).to_have_text("1")  # nothing reloaded

@@ -363,7 +363,8 @@ def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
                        label=correction.label)
 
 
-@app.post("/feedback", status_code=201, responses={404: {"description": "unknown or expired prediction_id"},
+@app.post("/feedback", status_code=201, responses={400: {"description": "the body is not JSON"},
+                                                   404: {"description": "unknown or expired prediction_id"},
                                                    503: {"description": "the database is unavailable"}})
 def feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     """Record the right digit for an earlier prediction, named by its `prediction_id`."""

@@ -168,8 +168,9 @@ def check(r, expected) -> None:
 
 @pytest.mark.parametrize("name, make, expected", CORPUS, ids=[c[0] for c in CORPUS])
 def test_corpus_multipart(client, disk_writes, seven, name, make, expected):
+    data = make(seven)
     start = time.perf_counter()
-    r = client.post("/predict", files={"file": ("upload", make(seven), "application/octet-stream")})
+    r = client.post("/predict", files={"file": ("upload", data, "application/octet-stream")})
     check(r, expected)
     if name == "decompression bomb":
         assert time.perf_counter() - start < 1, "refused before its 400 megapixels were decoded"

@@ -1,12 +1,14 @@
 """Preprocessing on synthetic images: whatever the upload looks like, the model gets an MNIST-style digit."""
 
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import encode
+from conftest import ROOT, encode
 from predict import ImageTooLarge, NoDigitFound, UnreadableImage, decode, preprocess
 
 
@@ -112,6 +114,19 @@ def test_fully_transparent_image_is_no_digit():
 def test_garbage_is_unreadable():
     with pytest.raises(UnreadableImage):
         decode(b"definitely not an image")
+
+
+def test_decompression_bomb_never_allocates_its_size(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(encode(Image.new("1", (20_000, 20_000))))
+    code = ("import resource, sys; from predict import decode, ImageTooLarge\n"
+            "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+            "data = open(sys.argv[1], 'rb').read(); before = peak()\n"
+            "try: decode(data)\n"
+            "except ImageTooLarge: print(peak() - before)")
+    r = subprocess.run([sys.executable, "-c", code, str(bomb)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) < 20  # MB of peak memory added; decoding its pixels would take 400 MB
 
 
 def test_decompression_bomb_is_refused_before_decoding():

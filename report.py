@@ -28,7 +28,7 @@ from predict import ImageError, Predictor, preprocess  # noqa: E402
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # Debian's dataset-fashion-mnist
 FONTS = Path("/usr/share/fonts/truetype")
-# Letters that are the same shape as a digit in most fonts (O and 0, l and 1) say nothing about rejection.
+# Letters shaped like a digit in many fonts (O and 0, l and 1, S and 5, g and 9) say nothing about rejection.
 LETTERS = [c for c in "ABCDEFGHJKLMNPQRTUVWXYabcdefhkmnprtuvwxy"]
 
 

@@ -1,0 +1,74 @@
+"""Confidence that means what it says, and things that are not digits, measured on the shipped weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import report
+from calibration import expected_calibration_error
+from predict import DEFAULT_WEIGHTS, Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(DEFAULT_WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def test_probs(predictor, mnist_test) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = mnist_test
+    predictions = predictor.classify(images.astype(np.float32) / 255)
+    return torch.tensor([p.probabilities for p in predictions]), torch.from_numpy(labels)
+
+
+def test_the_temperature_fitted_on_validation_calibrates_the_test_set(predictor, test_probs):
+    assert predictor.temperature != 1.0
+    probs, labels = test_probs
+    assert expected_calibration_error(probs, labels) < 0.005
+    assert float(predictor.metadata["ece_after"]) < float(predictor.metadata["ece_before"])
+
+
+def test_about_one_percent_of_real_digits_are_flagged_uncertain(predictor, test_probs):
+    probs, _ = test_probs
+    flagged = float((probs.max(1).values < predictor.uncertain_below).float().mean())
+    assert 0.003 <= flagged <= 0.02
+
+
+def test_uncertain_digits_are_the_doubtful_ones(predictor, test_probs):
+    probs, labels = test_probs
+    unsure = probs.max(1).values < predictor.uncertain_below
+    wrong = probs.argmax(1) != labels
+    # Most mistakes are flagged, and flagged predictions are wrong far more often than the rest.
+    assert wrong[unsure].float().mean() > 5 * wrong[~unsure].float().mean()
+
+
+@pytest.fixture(scope="module")
+def rejection(predictor, mnist_test) -> dict:
+    if not report.FASHION_MNIST.is_file():
+        pytest.fail(f"{report.FASHION_MNIST} is missing: `make test` installs Debian's dataset-fashion-mnist")
+    images, _ = mnist_test
+    rng = np.random.default_rng(0)
+    return report.rejection(predictor, images[rng.choice(len(images), 2000, replace=False)], rng)
+
+
+@pytest.mark.parametrize("name, min_flagged, min_auroc", [
+    ("Fashion-MNIST", 0.30, 0.90),
+    ("letters", 0.15, 0.85),
+    ("blank", 1.0, 0.99),
+])
+def test_things_that_are_not_digits_are_told_apart(rejection, name, min_flagged, min_auroc):
+    result = rejection[name]
+    assert result["flagged"] >= min_flagged, json.dumps(result)
+    assert result["auroc"] >= min_auroc, json.dumps(result)
+
+
+def test_model_endpoint_reports_the_recipe_and_headline_numbers(client):
+    meta = client.get("/model").json()["metadata"]
+    recipe = json.loads(meta["recipe"])
+    assert recipe["teacher_epochs"] > 0 and recipe["epochs"] > 0
+    for key in ("temperature", "uncertain_below", "ece_before", "ece_after", "teacher_test_accuracy"):
+        assert float(meta[key]) > 0
+    assert "Fashion-MNIST" in json.loads(meta["rejection"])
+    assert set(json.loads(meta["uploaded_accuracy"])) == {"paper", "jpeg", "canvas"}

@@ -51,7 +51,7 @@ class Settings:
     max_batch_files: int = 256
     request_timeout_s: float = 30.0
     torch_threads: int = 1
-    threadpool_size: int = os.cpu_count() or 1
+    threadpool_size: int = 1
     database_url: str = DEFAULT_DATABASE_URL
     feedback_window: int = 10_000
     feedback_ttl_s: float = 3600.0
@@ -76,12 +76,14 @@ class Settings:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = Settings.from_env()
-    # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost, and
+    # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost (bench/RESULTS.md), and
     # the threadpool already runs requests side by side.
     torch.set_num_threads(settings.torch_threads)
     # Sync endpoints run in AnyIO's threadpool, 40 threads by default. Inference holds the GIL between
-    # torch and Pillow calls, so past one thread per core the threads only queue for it, and each handoff
-    # waits out the interpreter's switch interval: throughput halves. See bench/RESULTS.md.
+    # torch and Pillow calls, so a second inference thread only queues for it, and every handoff waits
+    # out the interpreter's switch interval: one thread serves about 1.7x the requests of two or of
+    # forty, with a quarter of their p99 (bench/RESULTS.md). The event loop keeps reading uploads
+    # meanwhile; scale with uvicorn --workers.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
@@ -391,13 +393,14 @@ def feedback_form(request: Request, prediction_id: Annotated[str, Form(max_lengt
     return templates.TemplateResponse(request, "thanks.html", {"saved": saved}, status_code=201)
 
 
+# Async, so that health checks and scrapes answer at once even while the inference thread is busy.
 @app.get("/healthz")
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health(status="ok")
 
 
 @app.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
+async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

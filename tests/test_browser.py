@@ -140,6 +140,8 @@ def test_phone_width_fits_without_sideways_scrolling(browser, server):
     page.goto(server + "/upload")
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert page.get_by_test_id("canvas").evaluate("c => getComputedStyle(c).touchAction") == "none"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "phone.png", full_page=True)
     context.close()
 
 

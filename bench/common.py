@@ -1,7 +1,6 @@
 """What the benchmark and soak scripts share: a server on a loopback port, wrk, and memory readings."""
 
 import contextlib
-import io
 import json
 import os
 import platform

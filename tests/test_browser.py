@@ -7,7 +7,7 @@ import shutil
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from conftest import ROOT, encode
+from conftest import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps dialling Google, and this machine's closed network refuses it.

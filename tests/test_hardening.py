@@ -3,11 +3,9 @@
 import io
 import os
 import socket
-import struct
 import tempfile
 import time
 import urllib.request
-import zlib
 
 import numpy as np
 import pytest

@@ -133,8 +133,25 @@ def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return gray * alpha + background * (1 - alpha)
 
 
+def _paper(x: np.ndarray) -> np.ndarray:
+    """The background's level under each pixel of an ink-bright image, following uneven light and shadows.
+
+    The darkest pixel of each coarse block and its eight neighbours, smoothed back to full size. A block is
+    an eighth of the longer side and at least 16 px, so three of them span more than any pen stroke.
+    """
+    h, w = x.shape
+    b = max(16, -(-max(h, w) // 8))
+    gh, gw = -(-h // b), -(-w // b)
+    coarse = np.pad(x, ((0, gh * b - h), (0, gw * b - w)), mode="edge").reshape(gh, b, gw, b).min(axis=(1, 3))
+    p = np.pad(coarse, 1, mode="edge")
+    coarse = np.minimum.reduce([p[i:i + gh, j:j + gw] for i in range(3) for j in range(3)])
+    if coarse.size == 1:
+        return np.full_like(x, coarse[0, 0])
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
+
+
 def _ink(gray: np.ndarray) -> np.ndarray:
-    """Ink bright on black, in [0,1], whatever the polarity and contrast of the source."""
+    """Ink bright on black, in [0,1], whatever the polarity, contrast and lighting of the source."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
     # The 16th darkest and lightest pixels: robust to a few specks, yet a tiny digit in a big image still counts.
@@ -144,12 +161,14 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     dark, light = ranked[k], ranked[n - 1 - k]
     # The ink is whichever extreme lies further from the background: dark pen on paper, or chalk on a board.
     if background - dark > light - background:
-        gray, background, ink = 1 - gray, 1 - background, 1 - dark
-    else:
-        ink = light
-    if ink - background < MIN_CONTRAST:
+        gray = 1 - gray
+    x = gray - _paper(gray)
+    # The block minima sit at the bottom of the paper's noise; most pixels are paper, so the median is its level.
+    x -= np.median(x)
+    ink = float(np.partition(x.ravel(), n - 1 - k)[n - 1 - k])
+    if ink < MIN_CONTRAST:
         raise NoDigitFound("no digit found: the image is blank or nearly uniform; write a digit in dark ink on light paper")
-    x = (gray - background) / (ink - background)
+    x /= ink
     x[x < INK_THRESHOLD] = 0
     return np.clip(x, 0, 1, out=x)
 

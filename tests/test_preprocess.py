@@ -136,3 +136,18 @@ def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(ImageTooLarge, match="scale it down"):
         decode(data)
     assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("pen", [4, 40])
+def test_thin_or_thick_pen_photo_under_uneven_light(pen):
+    """A phone photo: 4000x3000 JPEG, grey paper darkening by a third across the frame, a 0 drawn with a ballpoint
+    (4 px, half a pixel once decoded at 1/8 scale) or a marker."""
+    from predict import Predictor
+
+    page = Image.new("L", (4000, 3000), 205)
+    ImageDraw.Draw(page).ellipse((1600, 700, 2400, 2300), outline=60, width=pen)
+    a = np.asarray(page, dtype=np.float32) * (1 - 0.35 * np.linspace(0, 1, 4000))[None, :]
+    a += np.random.default_rng(0).normal(0, 5, a.shape)
+    photo = encode(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
+    prediction = Predictor().predict(photo)
+    assert prediction.digit == 0 and not prediction.uncertain

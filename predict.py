@@ -6,8 +6,9 @@
 People upload photos and scans of dark ink on light paper, screenshots and
 canvas drawings with transparent backgrounds, rarely a white-on-black 28x28
 crop. preprocess() redoes what NIST and LeCun did to make MNIST: the ink is made
-bright on black, cropped, fitted into 20x20 keeping its aspect ratio with
-anti-aliasing, and placed in 28x28 with its centre of mass in the middle.
+bright on black (evening out uneven light on the paper), cropped, fitted into
+20x20 keeping its aspect ratio with anti-aliasing, and placed in 28x28 with its
+centre of mass in the middle.
 Training and serving share normalize() and these constants, so they can't drift.
 """
 

@@ -81,9 +81,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     torch.set_num_threads(settings.torch_threads)
     # Sync endpoints run in AnyIO's threadpool, 40 threads by default. Inference holds the GIL between
     # torch and Pillow calls, so extra inference threads mostly queue for it, and every handoff waits
-    # out the interpreter's switch interval: forty threads serve about half the requests of one, with
-    # several times its p99; one and two are close (bench/RESULTS.md). The event loop keeps reading
-    # uploads meanwhile; scale with uvicorn --workers.
+    # out the interpreter's switch interval: forty threads serve a third to a half fewer requests than
+    # one, with several times its p99; one and two are close (bench/RESULTS.md). The event loop keeps
+    # reading uploads meanwhile; scale with uvicorn --workers.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import encode
+from main import to_png
 
 
 def png_file(data: bytes, name: str = "digit.png") -> dict:
@@ -21,6 +22,16 @@ def assert_prediction(body: dict, digit: int) -> None:
     assert body["confidence"] == pytest.approx(max(body["probabilities"]), abs=1e-5)
     seen = Image.open(io.BytesIO(base64.b64decode(body["input_image"])))
     assert seen.size == (28, 28)
+
+
+def test_input_image_is_a_valid_png_of_the_exact_pixels():
+    image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
+    image[0, :2] = 0, 1
+    png = to_png(image)
+    Image.open(io.BytesIO(png)).verify()  # every chunk's CRC
+    seen = Image.open(io.BytesIO(png))
+    assert (seen.mode, seen.size) == ("L", (28, 28))
+    assert np.array_equal(np.asarray(seen), np.rint(image * 255).astype(np.uint8))
 
 
 def test_root_redirects_to_upload(client):

@@ -323,6 +323,7 @@ def learn_from_feedback(args: argparse.Namespace, data: dict, g: torch.Generator
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed)).to(x.device)
     k = max(1, len(x) // 5)
     held, val, fit_idx = order[:k], order[k:2 * k], order[2 * k:]
+
     def mistakes(model: nn.Module) -> tuple[float, float, float]:
         mnist_val, feedback_val = evaluate(model, data["val_x"], data["val_y"])[1], evaluate(model, x[val], y[val])[1]
         return (1 - mnist_val) * len(data["val_x"]) + (1 - feedback_val) * len(val), mnist_val, feedback_val

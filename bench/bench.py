@@ -230,7 +230,7 @@ def training(repeats: int) -> list[str]:
 
 
 def time_to_accuracy() -> list[str]:
-    """Wall time of whole train.py runs, data loading to written weights; the default recipe takes about 15 minutes."""
+    """Wall time of whole train.py runs, data loading to written weights; the default recipe takes about 13 minutes."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in (["--fast"], []):

@@ -1,23 +1,35 @@
-"""User corrections: recent predictions held in memory, and the corrections stored in SQL.
+"""User corrections: signed prediction ids that any worker or replica can read back, and the corrections in SQL.
 
-A correction stores only the 28x28 image the model saw (PNG), the predicted digit, its confidence,
-the corrected label, the model's sha256 and the time: never the original upload, nor anything about
-the client. SQLite under data/ by default; set DATABASE_URL to share one PostgreSQL between replicas.
+A prediction's id is not a key into any process's memory: it is the prediction itself, signed. It
+carries what a correction stores, so the process that takes the correction needs only the shared secret
+and the database, never the process that made the prediction. What is stored is only the 28x28 image the
+model saw (PNG), the predicted digit, its confidence, the corrected label, the model's sha256 and the
+time: never the original upload, nor anything about the client. SQLite under data/ by default; set
+DATABASE_URL to share one PostgreSQL between replicas.
 """
 
-import threading
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+import tempfile
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import (Column, DateTime, Engine, Float, Integer, LargeBinary, MetaData, SmallInteger, String, Table,
-                        create_engine, event, func, insert, select, update)
+                        create_engine, event, func, insert, select)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent / 'data' / 'feedback.db'}"
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA / 'feedback.db'}"
+DEFAULT_SECRET_FILE = DATA / "prediction_secret"
+MIN_SECRET_BYTES = 16
 
 # The schema's version, kept in the database: migrate() brings any older database up to it, step by step.
 SCHEMA_VERSION = 1
@@ -40,40 +52,84 @@ MIGRATIONS = {1: lambda conn: metadata.create_all(conn, tables=[corrections])}
 
 @dataclass(frozen=True)
 class Seen:
-    """What the service keeps of a recent prediction, so that a correction can name it."""
+    """A prediction as its id carries it: what a correction of it stores."""
 
+    key: str  # unique per prediction, so that a second correction replaces the first
     image_png: bytes
     predicted: int
     confidence: float
     model_sha256: str
-    at: float
 
 
-class RecentPredictions:
-    """A bounded, expiring window of recent predictions, safe across the threadpool's threads."""
+class BadPredictionId(ValueError):
+    """The id was changed, cut short, or signed with another secret."""
 
-    def __init__(self, size: int, ttl_s: float) -> None:
-        self.size, self.ttl_s = size, ttl_s
-        self._items: OrderedDict[str, Seen] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def add(self, image_png: bytes, predicted: int, confidence: float, model_sha256: str) -> str:
-        prediction_id = uuid.uuid4().hex
-        with self._lock:
-            self._items[prediction_id] = Seen(image_png, predicted, confidence, model_sha256, time.monotonic())
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return prediction_id
+class ExpiredPredictionId(ValueError):
+    """The id is genuine but older than the time allowed for corrections."""
 
-    def get(self, prediction_id: str) -> Seen | None:
-        with self._lock:
-            seen = self._items.get(prediction_id)
-        if seen is None or time.monotonic() - seen.at > self.ttl_s:
-            return None
-        return seen
+
+def load_secret(path: Path = DEFAULT_SECRET_FILE) -> bytes:
+    """PREDICTION_SECRET, or else this machine's own secret in data/, created once for every worker to share.
+
+    The file is written whole under a temporary name and linked into place, which fails if it exists:
+    workers starting together all end up reading the one secret that won, never a half-written one.
+    """
+    if secret := os.environ.get("PREDICTION_SECRET"):
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"PREDICTION_SECRET is shorter than {MIN_SECRET_BYTES} bytes; "
+                             "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return secret.encode()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
+        try:
+            os.write(fd, secrets.token_urlsafe(32).encode())
+            os.fsync(fd)
+            os.close(fd)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another worker got there first: use its secret
+        finally:
+            os.unlink(tmp)
+    return path.read_bytes().strip()
+
+
+class PredictionIds:
+    """Issues and reads back signed prediction ids (itsdangerous: HMAC-SHA256 over the payload and the time).
+
+    The payload is signed, not encrypted: it holds nothing the client wasn't already shown (its own
+    28x28 input, the digit, the confidence and the public model sha256), and without the secret it can't
+    be changed or forged.
+    """
+
+    def __init__(self, secret: bytes, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._serializer = URLSafeTimedSerializer(secret, salt="digits.prediction",
+                                                  signer_kwargs={"digest_method": hashlib.sha256})
+
+    def issue(self, image_png: bytes, predicted: int, confidence: float, model_sha256: str) -> str:
+        return self._serializer.dumps({"k": uuid.uuid4().hex, "i": base64.b64encode(image_png).decode("ascii"),
+                                       "d": predicted, "c": confidence, "m": model_sha256})
+
+    def read(self, prediction_id: str) -> Seen:
+        try:
+            p = self._serializer.loads(prediction_id, max_age=self.ttl_s)
+            return Seen(p["k"], base64.b64decode(p["i"], validate=True), p["d"], p["c"], p["m"])
+        except SignatureExpired as e:
+            raise ExpiredPredictionId(prediction_id) from e
+        # A genuine signature over a payload of another shape: an id from an incompatible version of this service.
+        except (BadSignature, KeyError, TypeError, binascii.Error) as e:
+            raise BadPredictionId(prediction_id) from e
+
+
+# Both have INSERT ... ON CONFLICT DO UPDATE, which record() relies on.
+UPSERT_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 
 
 def make_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
+    if not url.startswith(tuple(UPSERT_DIALECTS)):
+        raise ValueError(f"DATABASE_URL {url.split(':', 1)[0]}: is not supported; use sqlite:/// or postgresql+psycopg://")
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # Several workers write to one file: wait for the lock rather than fail, and let readers run
@@ -117,17 +173,17 @@ class FeedbackStore:
         self.engine = make_engine(url)
         migrate(self.engine)
 
-    def record(self, prediction_id: str, seen: Seen, label: int) -> int:
-        """Store a correction, or replace the label of an earlier one for the same prediction; returns its id."""
+    def record(self, seen: Seen, label: int) -> int:
+        """Store a correction, or replace the label of an earlier one for the same prediction; returns its id.
+
+        One upsert, so that the same correction replayed through two replicas at once still makes one row.
+        """
+        row = UPSERT_DIALECTS[self.engine.dialect.name].insert(corrections).values(
+            prediction_id=seen.key, image_png=seen.image_png, predicted=seen.predicted, confidence=seen.confidence,
+            label=label, model_sha256=seen.model_sha256, created_at=datetime.now(UTC))
+        upsert = row.on_conflict_do_update(index_elements=[corrections.c.prediction_id], set_={"label": label})
         with self.engine.begin() as conn:
-            row = conn.execute(select(corrections.c.id).where(corrections.c.prediction_id == prediction_id)).first()
-            if row:
-                conn.execute(update(corrections).where(corrections.c.id == row.id).values(label=label))
-                return row.id
-            return conn.execute(insert(corrections).values(
-                prediction_id=prediction_id, image_png=seen.image_png, predicted=seen.predicted,
-                confidence=seen.confidence, label=label, model_sha256=seen.model_sha256,
-                created_at=datetime.now(UTC))).inserted_primary_key[0]
+            return conn.execute(upsert.returning(corrections.c.id)).scalar_one()
 
     def stats(self) -> dict:
         with self.engine.connect() as conn:

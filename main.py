@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import UploadFile
@@ -31,8 +31,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from feedback import DEFAULT_DATABASE_URL, FeedbackStore, RecentPredictions
-from observability import PREDICTIONS, UNCERTAIN, Observability, setup_access_log
+from feedback import (DEFAULT_DATABASE_URL, BadPredictionId, ExpiredPredictionId, FeedbackStore, PredictionIds,
+                      load_secret)
+from observability import PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
 from predict import (DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction,
                      Predictor)
 
@@ -41,6 +42,9 @@ templates = Jinja2Templates(directory=HERE / "templates")
 
 UPLOAD_HINT = "send the image as multipart field 'file' (curl -F file=@digit.png) or as a raw image body " \
               "(curl --data-binary @digit.png -H 'Content-Type: image/png')"
+
+# A 28x28 PNG of noise, the largest input image, makes an id of about 1,500 characters.
+MAX_ID_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,6 @@ class Settings:
     torch_threads: int = 1
     threadpool_size: int = 1
     database_url: str = DEFAULT_DATABASE_URL
-    feedback_window: int = 10_000
     feedback_ttl_s: float = 3600.0
 
     @classmethod
@@ -68,7 +71,6 @@ class Settings:
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
             threadpool_size=int(env.get("THREADPOOL_SIZE", cls.threadpool_size)),
             database_url=env.get("DATABASE_URL", cls.database_url),
-            feedback_window=int(env.get("FEEDBACK_WINDOW", cls.feedback_window)),
             feedback_ttl_s=float(env.get("FEEDBACK_TTL_S", cls.feedback_ttl_s)),
         )
 
@@ -87,10 +89,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
-    app.state.recent = RecentPredictions(settings.feedback_window, settings.feedback_ttl_s)
+    app.state.ids = PredictionIds(load_secret(), settings.feedback_ttl_s)
     app.state.feedback = FeedbackStore(settings.database_url)
     setup_access_log()
+    WORKERS.inc()
     yield
+    WORKERS.dec()
     app.state.feedback.engine.dispose()
 
 
@@ -109,7 +113,8 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1, description="the probability of that digit")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
     uncertain: bool = Field(description="true when the model isn't confident: maybe not a single, clear digit")
-    prediction_id: str = Field(description="names this prediction in POST /feedback, for FEEDBACK_TTL_S seconds")
+    prediction_id: str = Field(description="names this prediction in POST /feedback, for FEEDBACK_TTL_S seconds; "
+                                           "signed, so any replica sharing PREDICTION_SECRET accepts it")
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
 
 
@@ -122,7 +127,7 @@ class BatchOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    prediction_id: str = Field(max_length=64, description="from the prediction's answer")
+    prediction_id: str = Field(max_length=MAX_ID_CHARS, description="from the prediction's answer, exactly as given")
     label: int = Field(ge=0, le=9, description="the right digit")
 
 
@@ -190,7 +195,7 @@ def to_out(request: Request, p: Prediction) -> PredictionOut:
     if p.uncertain:
         UNCERTAIN.inc()
     png = to_png(p.image)
-    prediction_id = request.app.state.recent.add(png, p.digit, p.confidence, request.app.state.predictor.sha256)
+    prediction_id = request.app.state.ids.issue(png, p.digit, p.confidence, request.app.state.predictor.sha256)
     return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities, uncertain=p.uncertain,
                          input_image=base64.b64encode(png).decode("ascii"), prediction_id=prediction_id)
 
@@ -368,21 +373,26 @@ def upload_result(request: Request, upload: Annotated[Upload | HTTPException, De
 
 
 def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
-    seen = request.app.state.recent.get(correction.prediction_id)
-    if seen is None:
-        minutes = request.app.state.settings.feedback_ttl_s / 60
-        raise HTTPException(404, detail=f"unknown or expired prediction_id: corrections are taken for {minutes:g} "
-                                        "minutes after the prediction; predict again, then send the right digit")
     try:
-        row = request.app.state.feedback.record(correction.prediction_id, seen, correction.label)
+        seen = request.app.state.ids.read(correction.prediction_id)
+    except ExpiredPredictionId as e:
+        ttl = request.app.state.settings.feedback_ttl_s
+        window = f"{ttl / 60:g} minutes" if ttl >= 60 else f"{ttl:g} s"
+        raise HTTPException(404, detail=f"this prediction has expired: corrections are taken for {window} after "
+                                        "the prediction (FEEDBACK_TTL_S); predict again, then send the right digit") from e
+    except BadPredictionId as e:
+        raise HTTPException(400, detail="this prediction_id was not issued by this service, or was changed or cut "
+                                        "short; send it exactly as the prediction returned it") from e
+    try:
+        row = request.app.state.feedback.record(seen, correction.label)
     except DBAPIError as e:
         raise HTTPException(503, detail="the correction can't be stored right now; try again in a minute") from e
     return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted,
                        label=correction.label)
 
 
-@app.post("/feedback", status_code=201, responses={400: {"description": "the body is not JSON"},
-                                                   404: {"description": "unknown or expired prediction_id"},
+@app.post("/feedback", status_code=201, responses={400: {"description": "the body is not JSON, or the id is not genuine"},
+                                                   404: {"description": "the prediction has expired"},
                                                    503: {"description": "the database is unavailable"}})
 def feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     """Record the right digit for an earlier prediction, named by its `prediction_id`."""
@@ -399,7 +409,7 @@ def feedback_stats(request: Request) -> FeedbackStats:
 
 
 @app.post("/upload/feedback", response_class=HTMLResponse, status_code=201, include_in_schema=False)
-def feedback_form(request: Request, prediction_id: Annotated[str, Form(max_length=64)],
+def feedback_form(request: Request, prediction_id: Annotated[str, Form(max_length=MAX_ID_CHARS)],
                   label: Annotated[int, Form(ge=0, le=9)]) -> HTMLResponse:
     """The correction from the result page's plain form."""
     try:
@@ -417,7 +427,7 @@ async def healthz() -> Health:
 
 @app.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 @app.get("/model")

@@ -1,14 +1,19 @@
 """Prometheus metrics and one structured access-log line per request, as plain ASGI middleware.
 
 Plain ASGI rather than BaseHTTPMiddleware: it adds no task or stream copy per request.
+Under several workers, PROMETHEUS_MULTIPROC_DIR (set by serve.py) makes every worker write its
+metrics there, and /metrics adds them all up (prometheus-client's multiprocess mode): any worker's
+scrape gives the same totals.
 """
 
 import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("http_requests_total", "HTTP requests by endpoint, method and status",
@@ -17,6 +22,9 @@ LATENCY = Histogram("http_request_duration_seconds", "Time from request to the e
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 PREDICTIONS = Counter("predictions_total", "Predictions by digit", ["digit"])
 UNCERTAIN = Counter("predictions_uncertain_total", "Predictions whose confidence was below the uncertainty threshold")
+# Summed over the workers alive now: a killed worker's share is dropped at the next scrape.
+IN_PROGRESS = Gauge("http_requests_in_progress", "Requests being served now", multiprocess_mode="livesum")
+WORKERS = Gauge("digits_workers", "Worker processes serving the model", multiprocess_mode="livesum")
 
 access_log = logging.getLogger("digits.access")
 
@@ -31,6 +39,31 @@ def setup_access_log() -> None:
         access_log.propagate = False
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, so alive
+    return True
+
+
+def render_metrics() -> bytes:
+    """The exposition text: this process's metrics, or under several workers every worker's added up."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory is None:
+        return generate_latest()
+    # A worker killed outright never marks itself dead, so its in-progress requests would be counted forever.
+    for live in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(live.stem.rsplit("_", 1)[1])
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, directory)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, directory)
+    return generate_latest(registry)
+
+
 class Observability:
     """Counts, times and logs each HTTP request. It sees the status and timing, never the body."""
 
@@ -42,6 +75,7 @@ class Observability:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        IN_PROGRESS.inc()
         status = 500  # what the client gets if the app fails before it answers
 
         async def send_and_record(message: Message) -> None:
@@ -53,6 +87,7 @@ class Observability:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            IN_PROGRESS.dec()
             seconds = time.perf_counter() - start
             route = scope.get("route")
             # Route templates, not raw paths, so a scan of random URLs can't blow up the label set.

@@ -1,0 +1,51 @@
+"""Serve the model the way `make run` and the container do: one worker per core, with one set of metrics.
+
+    python serve.py                                # http://127.0.0.1:8000/upload
+    python serve.py --host 0.0.0.0 --port 8080 --workers 4
+
+Each worker is a whole copy of the service with one inference thread and one torch thread, so a request
+never waits for another worker's. `uvicorn main:app` serves as well; under several uvicorn workers of
+your own, point PROMETHEUS_MULTIPROC_DIR at an empty directory first, so that /metrics adds them up.
+Kept apart from main.py so that the supervising process never imports torch: cold start stays one import.
+"""
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+
+def default_workers() -> int:
+    # The cores this process may run on (a container's cpuset, a taskset), not all the host's.
+    return int(os.environ.get("WORKERS") or len(os.sched_getaffinity(0)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the digit recognizer with several workers.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="worker processes (default: $WORKERS, else one per core: %(default)s here)")
+    args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+
+    # prometheus-client chooses its multiprocess mode when a worker imports it, so the variable is set
+    # before any worker starts. Files left by an earlier run would be counted again: start empty.
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics = Path(given or tempfile.mkdtemp(prefix="digits-metrics-"))
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    try:
+        uvicorn.run("main:app", host=args.host, port=args.port, workers=args.workers, access_log=False)
+    finally:
+        if not given:
+            shutil.rmtree(metrics, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-# make run   - serve the shipped model at http://localhost:8000/upload
+# make run   - serve the shipped model at http://localhost:8000/upload, one worker per core (WORKERS=N to choose)
 # make test  - set everything up and run the whole suite
 PYTHON ?= python3
 VENV := .venv
@@ -7,12 +7,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
-DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk
+DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
 .PHONY: run test train bench soak data debs clean
 
 run: $(STAMP)
-	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 test: $(STAMP) $(MNIST) debs
 	$(BIN)/python -m pytest -q
@@ -28,7 +28,7 @@ train: $(STAMP)
 
 data: $(MNIST)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-serve.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@
@@ -37,7 +37,8 @@ $(MNIST): | $(STAMP)
 	$(BIN)/python dataset.py
 
 # Debian packages the tests use: Chromium for the browser tests (Playwright's own download can't be
-# reached from here), Fashion-MNIST and fonts for the not-a-digit measurements, wrk for bench/.
+# reached from here), Fashion-MNIST and fonts for the not-a-digit measurements, wrk for bench/, and
+# nginx and PostgreSQL for the replicas behind a load balancer (the tests start their own, on loopback).
 debs:
 	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); }

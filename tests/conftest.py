@@ -1,14 +1,17 @@
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -81,3 +84,39 @@ def seven_png(mnist_test) -> bytes:
     images, labels = mnist_test
     assert labels[0] == 7
     return encode(images[0])
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A real PostgreSQL on a loopback port for the session; calling the fixture's value makes a fresh database."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed: `make test` installs Debian's postgresql")
+    # Not under pytest's tmp_path: as root, PostgreSQL runs as the postgres user, who can't enter root's 0700 dirs.
+    data = Path(tempfile.mkdtemp(prefix="digits-pg-"))
+    user = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]  # initdb refuses to run as root
+    if user:
+        shutil.chown(data, "postgres")
+    subprocess.run(user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    port = free_port()
+    subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
+                           f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    server = f"postgres@127.0.0.1:{port}"
+
+    def create() -> str:
+        name = f"digits_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"postgresql://{server}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://{server}/{name}"
+
+    try:
+        yield create
+    finally:
+        subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

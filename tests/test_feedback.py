@@ -331,37 +331,16 @@ def test_export_in_mnist_layout(tmp_path, mnist_test):
     assert images.shape == (12, 28, 28) and labels.tolist() == [1] * 12
 
 
-def postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
 def store_writes(url: str, start: int, n: int) -> None:
     store = FeedbackStore(url)
     for i in range(start, start + n):
         store.record(Seen(f"{i:032x}", b"png", i % 10, 0.9, "0" * 64), (i + 1) % 10)
 
 
-@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed (Debian package postgresql)")
-def test_the_same_code_on_a_real_postgresql():
-    bindir = postgres_bin()
-    # Not under pytest's tmp_path: as root, PostgreSQL runs as the postgres user, who can't enter root's 0700 dirs.
-    data = Path(tempfile.mkdtemp(prefix="digits-pg-"))
-    user = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]  # initdb refuses to run as root
-    if user:
-        shutil.chown(data, "postgres")
-    subprocess.run(user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    port = free_port()
-    subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
-                           f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        with multiprocessing.get_context("spawn").Pool(3) as pool:  # three replicas migrating and writing at once
-            pool.starmap(store_writes, [(url, 0, 40), (url, 100, 40), (url, 200, 40)])
-        stats = FeedbackStore(url).stats()
-        assert stats["total"] == 120
-        assert sum(stats["by_predicted"].values()) == 120
-    finally:
-        subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+def test_the_same_code_on_a_real_postgresql(postgres_database):
+    url = postgres_database()
+    with multiprocessing.get_context("spawn").Pool(3) as pool:  # three replicas migrating and writing at once
+        pool.starmap(store_writes, [(url, 0, 40), (url, 100, 40), (url, 200, 40)])
+    stats = FeedbackStore(url).stats()
+    assert stats["total"] == 120
+    assert sum(stats["by_predicted"].values()) == 120

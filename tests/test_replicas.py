@@ -1,0 +1,211 @@
+"""Three replicas behind Debian's nginx, sharing one PostgreSQL and one secret: any replica answers any request.
+
+nginx runs deploy/nginx.conf itself, with the replicas' loopback addresses in place of the compose name.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import ROOT, free_port
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+REPLICAS = 3
+SECRET = "a secret that every replica shares"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    replica: str  # the upstream address nginx used, from the header the test's config adds
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Cluster:
+    port: int
+    replicas: list[subprocess.Popen]
+    replica_ports: list[int]
+    database: str
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "") -> Answer:
+        """One request through nginx on a fresh connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
+            response = conn.getresponse()
+            return Answer(response.status, response.read(), response.getheader("X-Upstream", ""))
+        finally:
+            conn.close()
+
+    def predict(self, png: bytes) -> Answer:
+        return self.request("POST", "/predict", png, "image/png")
+
+    def correct(self, prediction_id: str, label: int) -> Answer:
+        body = json.dumps({"prediction_id": prediction_id, "label": label}).encode()
+        return self.request("POST", "/feedback", body, "application/json")
+
+    def rows(self) -> list[tuple[str, int]]:
+        engine = create_engine(self.database)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text("SELECT prediction_id, label FROM corrections"))]
+        finally:
+            engine.dispose()
+
+
+def nginx_config(workdir: Path, port: int, replica_ports: list[int]) -> str:
+    """deploy/nginx.conf with loopback replicas and a header naming the replica, inside a main context of its own."""
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    servers = "".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n    " for p in replica_ports)
+    site, n = re.subn(r"server app:8000 max_fails=1 fail_timeout=5s;\n    ", servers, site)
+    assert n == 1, "deploy/nginx.conf no longer names its upstream as this test expects"
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = site.replace("location / {", "location / {\n        add_header X-Upstream $upstream_addr always;")
+    temp = "".join(f"{kind}_temp_path {workdir}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log;\n"
+            f"events {{ worker_connections 1024; }}\n"
+            f"http {{\naccess_log off;\n{temp}{site}\n}}\n")
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"a process on port {port} did not come up: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_database) -> Iterator[Cluster]:
+    if not os.path.exists(NGINX):
+        pytest.skip("nginx is not installed: `make test` installs Debian's nginx")
+    database = postgres_database()
+    # nginx's workers drop root for nobody, who must reach its temporary directories.
+    workdir = Path(tempfile.mkdtemp(prefix="digits-nginx-"))
+    workdir.chmod(0o755)
+    env = {**os.environ, "DATABASE_URL": database, "PREDICTION_SECRET": SECRET}
+    replica_ports = [free_port() for _ in range(REPLICAS)]
+    replicas = []
+    for i, port in enumerate(replica_ports):
+        with open(workdir / f"replica{i}.log", "wb") as log:
+            replicas.append(subprocess.Popen([sys.executable, "serve.py", "--port", str(port), "--workers", "1"],
+                                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    port = free_port()
+    (workdir / "nginx.conf").write_text(nginx_config(workdir, port, replica_ports))
+    with open(workdir / "nginx.log", "wb") as log:
+        nginx = subprocess.Popen([NGINX, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)],
+                                 stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for i, (p, proc) in enumerate(zip(replica_ports, replicas)):
+            wait_healthy(p, proc, workdir / f"replica{i}.log")
+        wait_healthy(port, nginx, workdir / "error.log")
+        yield Cluster(port, replicas, replica_ports, database)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)  # nginx's graceful stop
+        for proc in (*replicas, nginx):
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_every_correction_lands_through_another_replica(cluster, seven_png):
+    before = len(cluster.rows())
+    made, taken = [], []
+    for i in range(200):
+        p = cluster.predict(seven_png)
+        assert p.status == 200
+        c = cluster.correct(p.json()["prediction_id"], i % 10)
+        assert c.status == 201, c.body
+        made.append(p.replica)
+        taken.append(c.replica)
+    assert all(m != t for m, t in zip(made, taken))  # each correction reached a replica that didn't make it
+    assert len(set(made)) == REPLICAS
+    stored = cluster.rows()
+    assert len(stored) == before + 200
+    assert len({key for key, _ in stored}) == len(stored)  # no duplicates
+
+
+def test_the_page_works_behind_the_proxy(cluster, seven_png):
+    page = cluster.request("GET", "/upload")
+    assert page.status == 200
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.body.decode())
+    assert len(assets) == 2  # the stylesheet and the script, by path: right whatever host the browser used
+    for asset in assets:
+        assert cluster.request("GET", asset).status == 200
+    boundary = "digitsboundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"seven.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + seven_png + f"\r\n--{boundary}--\r\n".encode()
+    result = cluster.request("POST", "/upload", form, f"multipart/form-data; boundary={boundary}")
+    assert result.status == 200
+    assert 'data-testid="result-digit">7<' in result.body.decode()
+    prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', result.body.decode()).group(1)
+    thanks = cluster.request("POST", "/upload/feedback", f"prediction_id={prediction_id}&label=4".encode(),
+                             "application/x-www-form-urlencoded")
+    assert thanks.status == 201
+    assert thanks.replica != result.replica
+
+
+def test_a_replica_killed_under_load_loses_nothing(cluster, seven_png):
+    before = len(cluster.rows())
+    acknowledged: list[str] = []
+    failures: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + 6
+
+    def load() -> None:
+        i = 0
+        while time.monotonic() < stop:
+            p = cluster.predict(seven_png)
+            if p.status != 200:
+                with lock:
+                    failures.append(("predict", p.status))
+                continue
+            c = cluster.correct(p.json()["prediction_id"], i % 10)
+            with lock:
+                if c.status == 201:
+                    acknowledged.append(c.json()["prediction_id"])
+                else:
+                    failures.append(("correct", c.status))
+            i += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    cluster.replicas[0].send_signal(signal.SIGKILL)
+    for t in threads:
+        t.join()
+    assert failures == []  # nginx sent whatever the dead replica dropped to another one
+    assert len(acknowledged) > 50
+    assert len(cluster.rows()) == before + len(acknowledged)  # every 201 is stored, once
+    survivors = {f"127.0.0.1:{p}" for p in cluster.replica_ports[1:]}
+    answers = [cluster.predict(seven_png) for _ in range(20)]
+    assert all(a.status == 200 for a in answers)
+    assert {a.replica for a in answers} == survivors

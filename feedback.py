@@ -13,16 +13,33 @@ import binascii
 import hashlib
 import os
 import secrets
+import sqlite3
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import (Column, DateTime, Engine, Float, Integer, LargeBinary, MetaData, SmallInteger, String, Table,
-                        create_engine, event, func, insert, select)
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -37,7 +54,8 @@ SCHEMA_VERSION = 1
 metadata = MetaData()
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 corrections = Table(
-    "corrections", metadata,
+    "corrections",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("prediction_id", String(32), nullable=False, unique=True),
     Column("image_png", LargeBinary, nullable=False),
@@ -77,8 +95,10 @@ def load_secret(path: Path = DEFAULT_SECRET_FILE) -> bytes:
     """
     if secret := os.environ.get("PREDICTION_SECRET"):
         if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"PREDICTION_SECRET is shorter than {MIN_SECRET_BYTES} bytes; "
-                             "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+            raise ValueError(
+                f"PREDICTION_SECRET is shorter than {MIN_SECRET_BYTES} bytes; "
+                "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return secret.encode()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,14 +123,22 @@ class PredictionIds:
     be changed or forged.
     """
 
-    def __init__(self, secret: bytes, ttl_s: float) -> None:
+    def __init__(self, secret: bytes, ttl_s: int) -> None:
         self.ttl_s = ttl_s
-        self._serializer = URLSafeTimedSerializer(secret, salt="digits.prediction",
-                                                  signer_kwargs={"digest_method": hashlib.sha256})
+        self._serializer = URLSafeTimedSerializer(
+            secret, salt="digits.prediction", signer_kwargs={"digest_method": hashlib.sha256}
+        )
 
     def issue(self, image_png: bytes, predicted: int, confidence: float, model_sha256: str) -> str:
-        return self._serializer.dumps({"k": uuid.uuid4().hex, "i": base64.b64encode(image_png).decode("ascii"),
-                                       "d": predicted, "c": confidence, "m": model_sha256})
+        return self._serializer.dumps(
+            {
+                "k": uuid.uuid4().hex,
+                "i": base64.b64encode(image_png).decode("ascii"),
+                "d": predicted,
+                "c": confidence,
+                "m": model_sha256,
+            }
+        )
 
     def read(self, prediction_id: str) -> Seen:
         try:
@@ -129,7 +157,9 @@ UPSERT_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 
 def make_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
     if not url.startswith(tuple(UPSERT_DIALECTS)):
-        raise ValueError(f"DATABASE_URL {url.split(':', 1)[0]}: is not supported; use sqlite:/// or postgresql+psycopg://")
+        raise ValueError(
+            f"DATABASE_URL {url.split(':', 1)[0]}: is not supported; use sqlite:/// or postgresql+psycopg://"
+        )
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         # Several workers write to one file: wait for the lock rather than fail, and let readers run
@@ -137,7 +167,7 @@ def make_engine(url: str = DEFAULT_DATABASE_URL) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
@@ -178,24 +208,38 @@ class FeedbackStore:
 
         One upsert, so that the same correction replayed through two replicas at once still makes one row.
         """
-        row = UPSERT_DIALECTS[self.engine.dialect.name].insert(corrections).values(
-            prediction_id=seen.key, image_png=seen.image_png, predicted=seen.predicted, confidence=seen.confidence,
-            label=label, model_sha256=seen.model_sha256, created_at=datetime.now(UTC))
+        row = (
+            UPSERT_DIALECTS[self.engine.dialect.name]
+            .insert(corrections)
+            .values(
+                prediction_id=seen.key,
+                image_png=seen.image_png,
+                predicted=seen.predicted,
+                confidence=seen.confidence,
+                label=label,
+                model_sha256=seen.model_sha256,
+                created_at=datetime.now(UTC),
+            )
+        )
         upsert = row.on_conflict_do_update(index_elements=[corrections.c.prediction_id], set_={"label": label})
         with self.engine.begin() as conn:
             return conn.execute(upsert.returning(corrections.c.id)).scalar_one()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
+        """The number of corrections, per true digit and per digit the model had said."""
         with self.engine.connect() as conn:
-            by_label = dict(conn.execute(select(corrections.c.label, func.count()).group_by(corrections.c.label)).all())
-            by_predicted = dict(conn.execute(
-                select(corrections.c.predicted, func.count()).group_by(corrections.c.predicted)).all())
-        return {"total": sum(by_label.values()),
-                "by_label": {str(d): by_label.get(d, 0) for d in range(10)},
-                "by_predicted": {str(d): by_predicted.get(d, 0) for d in range(10)}}
+            by: dict[str, dict[int, int]] = {
+                name: dict(conn.execute(select(column, func.count()).group_by(column)).all())
+                for name, column in (("by_label", corrections.c.label), ("by_predicted", corrections.c.predicted))
+            }
+        return {"total": sum(by["by_label"].values())} | {
+            name: {str(d): counts.get(d, 0) for d in range(10)} for name, counts in by.items()
+        }
 
     def all(self) -> list[tuple[bytes, int]]:
         """Every correction's 28x28 PNG and label, oldest first."""
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(
-                select(corrections.c.image_png, corrections.c.label).order_by(corrections.c.id))]
+            return [
+                tuple(r)
+                for r in conn.execute(select(corrections.c.image_png, corrections.c.label).order_by(corrections.c.id))
+            ]

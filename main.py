@@ -10,11 +10,11 @@ import base64
 import os
 import struct
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 import numpy as np
@@ -31,17 +31,24 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from feedback import (DEFAULT_DATABASE_URL, BadPredictionId, ExpiredPredictionId, FeedbackStore, PredictionIds,
-                      load_secret)
+from feedback import (
+    DEFAULT_DATABASE_URL,
+    BadPredictionId,
+    ExpiredPredictionId,
+    FeedbackStore,
+    PredictionIds,
+    load_secret,
+)
 from observability import PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
-from predict import (DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction,
-                     Predictor)
+from predict import DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction, Predictor
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
-UPLOAD_HINT = "send the image as multipart field 'file' (curl -F file=@digit.png) or as a raw image body " \
-              "(curl --data-binary @digit.png -H 'Content-Type: image/png')"
+UPLOAD_HINT = (
+    "send the image as multipart field 'file' (curl -F file=@digit.png) or as a raw image body "
+    "(curl --data-binary @digit.png -H 'Content-Type: image/png')"
+)
 
 # A 28x28 PNG of noise, the largest input image, makes an id of about 1,500 characters.
 MAX_ID_CHARS = 4096
@@ -57,7 +64,7 @@ class Settings:
     torch_threads: int = 1
     threadpool_size: int = 1
     database_url: str = DEFAULT_DATABASE_URL
-    feedback_ttl_s: float = 3600.0
+    feedback_ttl_s: int = 3600  # whole seconds: the signed time is in seconds
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -71,7 +78,7 @@ class Settings:
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
             threadpool_size=int(env.get("THREADPOOL_SIZE", cls.threadpool_size)),
             database_url=env.get("DATABASE_URL", cls.database_url),
-            feedback_ttl_s=float(env.get("FEEDBACK_TTL_S", cls.feedback_ttl_s)),
+            feedback_ttl_s=int(env.get("FEEDBACK_TTL_S", cls.feedback_ttl_s)),
         )
 
 
@@ -113,8 +120,10 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1, description="the probability of that digit")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
     uncertain: bool = Field(description="true when the model isn't confident: maybe not a single, clear digit")
-    prediction_id: str = Field(description="names this prediction in POST /feedback, for FEEDBACK_TTL_S seconds; "
-                                           "signed, so any replica sharing PREDICTION_SECRET accepts it")
+    prediction_id: str = Field(
+        description="names this prediction in POST /feedback, for FEEDBACK_TTL_S seconds; "
+        "signed, so any replica sharing PREDICTION_SECRET accepts it"
+    )
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
 
 
@@ -185,8 +194,12 @@ def to_png(image: np.ndarray) -> bytes:
     rows = np.zeros((h, w + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
     rows[:, 1:] = pixels
     header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8 bits, grayscale, deflate, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def to_out(request: Request, p: Prediction) -> PredictionOut:
@@ -196,8 +209,14 @@ def to_out(request: Request, p: Prediction) -> PredictionOut:
         UNCERTAIN.inc()
     png = to_png(p.image)
     prediction_id = request.app.state.ids.issue(png, p.digit, p.confidence, request.app.state.predictor.sha256)
-    return PredictionOut(digit=p.digit, confidence=p.confidence, probabilities=p.probabilities, uncertain=p.uncertain,
-                         input_image=base64.b64encode(png).decode("ascii"), prediction_id=prediction_id)
+    return PredictionOut(
+        digit=p.digit,
+        confidence=p.confidence,
+        probabilities=p.probabilities,
+        uncertain=p.uncertain,
+        input_image=base64.b64encode(png).decode("ascii"),
+        prediction_id=prediction_id,
+    )
 
 
 def classify(request: Request, upload: Upload) -> PredictionOut:
@@ -227,8 +246,9 @@ async def read_body(request: Request) -> bytes:
                 if size > limit:
                     raise too_large
     except TimeoutError as e:
-        raise HTTPException(408, detail=f"the upload took over {settings.request_timeout_s:g} s; "
-                                        "check the connection and send it again") from e
+        raise HTTPException(
+            408, detail=f"the upload took over {settings.request_timeout_s:g} s; check the connection and send it again"
+        ) from e
     except ClientDisconnect as e:
         raise HTTPException(400, detail="the upload was cut off before it ended; send it again") from e
     return b"".join(chunks)
@@ -238,7 +258,7 @@ async def file_parts(request: Request, field: str, max_files: int, too_many: HTT
     """The files in a multipart field, parsed from the capped body in memory; more than max_files raises too_many."""
     body = await read_body(request)
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes]:
         yield body
 
     parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_files + 10)
@@ -279,8 +299,9 @@ async def batch_upload(request: Request) -> list[Upload]:
     """Up to max_batch_files images from the repeated multipart field 'files'."""
     limit = request.app.state.settings.max_batch_files
     if content_type(request) != "multipart/form-data":
-        raise HTTPException(415, detail="send the images as multipart, repeating field 'files' "
-                                        "(curl -F files=@a.png -F files=@b.png)")
+        raise HTTPException(
+            415, detail="send the images as multipart, repeating field 'files' (curl -F files=@a.png -F files=@b.png)"
+        )
     too_many = HTTPException(413, detail=f"at most {limit} files per batch; split the upload")
     files = await file_parts(request, "files", limit, too_many)
     if not files:
@@ -291,20 +312,28 @@ async def batch_upload(request: Request) -> list[Upload]:
 IMAGE_BODY = {
     "required": True,
     "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}},
-        }},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
         "image/*": {"schema": {"type": "string", "format": "binary"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
 BATCH_BODY = {
     "required": True,
-    "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["files"],
-        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-    }}},
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files"],
+                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
 }
 ERROR_CODES = [
     (400, "the file is not a readable image, or the multipart body is malformed"),
@@ -313,18 +342,29 @@ ERROR_CODES = [
     (415, "unsupported Content-Type"),
     (422, "no file, or no digit found in the image"),
 ]
-ERRORS = {code: {"description": text} for code, text in ERROR_CODES}
-PAGE_ERRORS = {code: {"description": f"the upload page again, saying why: {text}", "content": {"text/html": {}}}
-               for code, text in ERROR_CODES}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"description": text} for code, text in ERROR_CODES}
+PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": f"the upload page again, saying why: {text}", "content": {"text/html": {}}}
+    for code, text in ERROR_CODES
+}
 
 
 @app.exception_handler(405)
 async def method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
     # Starlette's Allow names only the first route on the path; /upload has a GET and a POST route.
-    allowed = sorted({method for route in request.app.routes if route.matches(request.scope)[0] != Match.NONE
-                      for method in getattr(route, "methods", ())})
-    return JSONResponse({"detail": f"{request.method} is not allowed here; use {' or '.join(allowed)}"},
-                        status_code=405, headers={"Allow": ", ".join(allowed)})
+    allowed = sorted(
+        {
+            method
+            for route in request.app.routes
+            if route.matches(request.scope)[0] != Match.NONE
+            for method in getattr(route, "methods", ())
+        }
+    )
+    return JSONResponse(
+        {"detail": f"{request.method} is not allowed here; use {' or '.join(allowed)}"},
+        status_code=405,
+        headers={"Allow": ", ".join(allowed)},
+    )
 
 
 @app.get("/", include_in_schema=False)
@@ -342,8 +382,9 @@ def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) 
 def predict_batch(request: Request, uploads: Annotated[list[Upload], Depends(batch_upload)]) -> BatchOut:
     """Predict many images in one call; a bad image gets an `error` entry in its place."""
     results = request.app.state.predictor.predict_many([u.data for u in uploads])
-    return BatchOut(predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(request, r)
-                                 for r in results])
+    return BatchOut(
+        predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(request, r) for r in results]
+    )
 
 
 @app.get("/upload", response_class=HTMLResponse)
@@ -360,7 +401,9 @@ async def optional_upload(request: Request) -> Upload | HTTPException:
 
 
 @app.post("/upload", response_class=HTMLResponse, responses=PAGE_ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
-def upload_result(request: Request, upload: Annotated[Upload | HTTPException, Depends(optional_upload)]) -> HTMLResponse:
+def upload_result(
+    request: Request, upload: Annotated[Upload | HTTPException, Depends(optional_upload)]
+) -> HTMLResponse:
     """The result page for the plain HTML form; a bad upload gets the form back with the reason."""
     try:
         if isinstance(upload, HTTPException):
@@ -378,22 +421,33 @@ def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     except ExpiredPredictionId as e:
         ttl = request.app.state.settings.feedback_ttl_s
         window = f"{ttl / 60:g} minutes" if ttl >= 60 else f"{ttl:g} s"
-        raise HTTPException(404, detail=f"this prediction has expired: corrections are taken for {window} after "
-                                        "the prediction (FEEDBACK_TTL_S); predict again, then send the right digit") from e
+        raise HTTPException(
+            404,
+            detail=f"this prediction has expired: corrections are taken for {window} after "
+            "the prediction (FEEDBACK_TTL_S); predict again, then send the right digit",
+        ) from e
     except BadPredictionId as e:
-        raise HTTPException(400, detail="this prediction_id was not issued by this service, or was changed or cut "
-                                        "short; send it exactly as the prediction returned it") from e
+        raise HTTPException(
+            400,
+            detail="this prediction_id was not issued by this service, or was changed or cut "
+            "short; send it exactly as the prediction returned it",
+        ) from e
     try:
         row = request.app.state.feedback.record(seen, correction.label)
     except DBAPIError as e:
         raise HTTPException(503, detail="the correction can't be stored right now; try again in a minute") from e
-    return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted,
-                       label=correction.label)
+    return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted, label=correction.label)
 
 
-@app.post("/feedback", status_code=201, responses={400: {"description": "the body is not JSON, or the id is not genuine"},
-                                                   404: {"description": "the prediction has expired"},
-                                                   503: {"description": "the database is unavailable"}})
+@app.post(
+    "/feedback",
+    status_code=201,
+    responses={
+        400: {"description": "the body is not JSON, or the id is not genuine"},
+        404: {"description": "the prediction has expired"},
+        503: {"description": "the database is unavailable"},
+    },
+)
 def feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     """Record the right digit for an earlier prediction, named by its `prediction_id`."""
     return record_feedback(request, correction)
@@ -409,8 +463,11 @@ def feedback_stats(request: Request) -> FeedbackStats:
 
 
 @app.post("/upload/feedback", response_class=HTMLResponse, status_code=201, include_in_schema=False)
-def feedback_form(request: Request, prediction_id: Annotated[str, Form(max_length=MAX_ID_CHARS)],
-                  label: Annotated[int, Form(ge=0, le=9)]) -> HTMLResponse:
+def feedback_form(
+    request: Request,
+    prediction_id: Annotated[str, Form(max_length=MAX_ID_CHARS)],
+    label: Annotated[int, Form(ge=0, le=9)],
+) -> HTMLResponse:
     """The correction from the result page's plain form."""
     try:
         saved = record_feedback(request, FeedbackIn(prediction_id=prediction_id, label=label))

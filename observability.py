@@ -16,10 +16,15 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter("http_requests_total", "HTTP requests by endpoint, method and status",
-                   ["endpoint", "method", "status"])
-LATENCY = Histogram("http_request_duration_seconds", "Time from request to the end of the response", ["endpoint"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+REQUESTS = Counter(
+    "http_requests_total", "HTTP requests by endpoint, method and status", ["endpoint", "method", "status"]
+)
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from request to the end of the response",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 PREDICTIONS = Counter("predictions_total", "Predictions by digit", ["digit"])
 UNCERTAIN = Counter("predictions_uncertain_total", "Predictions whose confidence was below the uncertainty threshold")
 # Summed over the workers alive now: a killed worker's share is dropped at the next scrape.
@@ -94,7 +99,15 @@ class Observability:
             endpoint = getattr(route, "path", "unmatched")
             REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
             LATENCY.labels(endpoint).observe(seconds)
-            access_log.info(json.dumps({
-                "ts": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
-                "endpoint": endpoint, "status": status, "ms": round(seconds * 1000, 2),
-            }))
+            access_log.info(
+                json.dumps(
+                    {
+                        "ts": round(time.time(), 3),
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "endpoint": endpoint,
+                        "status": status,
+                        "ms": round(seconds * 1000, 2),
+                    }
+                )
+            )

@@ -25,8 +25,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 from model import MLP
 
@@ -53,7 +53,16 @@ CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured o
 _POSITIONS = np.arange(BOX, dtype=np.float32)  # pixel indices, for centres of mass
 
 # What a malformed file can make Pillow raise while it parses or decodes.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, Image.DecompressionBombError)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 class ImageError(ValueError):
@@ -152,7 +161,7 @@ def _paper(x: np.ndarray) -> np.ndarray:
         return np.full_like(x, x.min())
     coarse = np.pad(x, ((0, gh * b - h), (0, gw * b - w)), mode="edge").reshape(gh, b, gw, b).min(axis=(1, 3))
     p = np.pad(coarse, 1, mode="edge")
-    coarse = np.minimum.reduce([p[i:i + gh, j:j + gw] for i in range(3) for j in range(3)])
+    coarse = np.minimum.reduce([p[i : i + gh, j : j + gw] for i in range(3) for j in range(3)])
     return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
 
 
@@ -163,7 +172,7 @@ def _median(a: np.ndarray) -> float:
     levels of a clean drawing (24 ms for a two-level 512×512 image), while its SIMD sort stays fast.
     """
     a = a.ravel()
-    a = np.sort(a[::-(-a.size // MEDIAN_SAMPLE)])
+    a = np.sort(a[:: -(-a.size // MEDIAN_SAMPLE)])
     mid = a.size // 2
     return float(a[mid] if a.size % 2 else (a[mid - 1] + a[mid]) / 2)
 
@@ -188,7 +197,9 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     # The strongest ink against the typical paper.
     ink = float(extreme - _median(paper) - offset)
     if ink < MIN_CONTRAST:
-        raise NoDigitFound("no digit found: the image is blank or nearly uniform; write a digit in dark ink on light paper")
+        raise NoDigitFound(
+            "no digit found: the image is blank or nearly uniform; write a digit in dark ink on light paper"
+        )
     x /= ink
     x[x < INK_THRESHOLD] = 0  # negatives included, so only the top needs clipping
     return np.minimum(x, 1, out=x)
@@ -199,7 +210,7 @@ def _fit_and_centre(x: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
     if rows.size == 0:
         raise NoDigitFound("no digit found: no ink in the image; write a digit in dark ink on light paper")
-    crop = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = crop.shape
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -215,7 +226,7 @@ def _fit_and_centre(x: np.ndarray) -> np.ndarray:
     top = min(max(round(CENTRE - cy), 0), FIELD - sh)
     left = min(max(round(CENTRE - cx), 0), FIELD - sw)
     out = np.zeros((FIELD, FIELD), dtype=np.float32)
-    out[top:top + sh, left:left + sw] = small
+    out[top : top + sh, left : left + sw] = small
     return out
 
 
@@ -254,8 +265,12 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str,
 
 def load_model(path: Path = DEFAULT_WEIGHTS) -> MLP:
     """The MLP with weights from a safetensors file (no pickle involved)."""
+    return model_from_state(load_file(str(path)))
+
+
+def model_from_state(state: dict[str, torch.Tensor]) -> MLP:
     model = MLP()
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -274,12 +289,26 @@ class Predictor:
         if recorded.read_text().split()[0] != self.sha256:
             raise WeightsError(f"weights file {weights} does not match the sha256 recorded in {recorded}; {fix}")
         try:
-            self.model = load_model(weights)
+            model = load_model(weights)
             with safe_open(str(weights), framework="pt") as f:
-                self.metadata = f.metadata() or {}
+                metadata = f.metadata() or {}
         except (SafetensorError, RuntimeError, OSError) as e:
             raise WeightsError(f"weights file {weights} is corrupt ({e}); {fix}") from e
-        self.weights = weights
+        self._use(model, metadata, max_pixels)
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, torch.Tensor], metadata: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> "Predictor":
+        """A predictor for weights still in memory: train.py measures them before it writes the file."""
+        predictor = cls.__new__(cls)
+        predictor.sha256 = ""  # a file's hash, and there is no file yet
+        predictor._use(model_from_state({k: v.cpu() for k, v in state.items()}), metadata, max_pixels)
+        return predictor
+
+    def _use(self, model: MLP, metadata: dict[str, str], max_pixels: int) -> None:
+        self.model = model
+        self.metadata = metadata
         self.max_pixels = max_pixels
         self.uncertain_below = float(self.metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
         # Fitted on validation at training time, so that a confidence of 0.9 is right about 90% of the time.
@@ -296,11 +325,12 @@ class Predictor:
         x = torch.from_numpy(normalize(images))
         probs = torch.softmax(self.model(x) / self.temperature, dim=1).tolist()
         predictions = []
-        for row, image in zip(probs, images):
+        for row, image in zip(probs, images, strict=True):
             digit = max(range(10), key=row.__getitem__)
             confidence = row[digit]
-            predictions.append(Prediction(digit, confidence, [round(p, 6) for p in row],
-                                          confidence < self.uncertain_below, image))
+            predictions.append(
+                Prediction(digit, confidence, [round(p, 6) for p in row], confidence < self.uncertain_below, image)
+            )
         return predictions
 
     def predict(self, data: bytes) -> Prediction:
@@ -323,7 +353,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path, help="image files to read")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text (default: off)")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights file (default: weights/mnist_mlp.safetensors)")
+    parser.add_argument(
+        "--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights file (default: weights/mnist_mlp.safetensors)"
+    )
     args = parser.parse_args()
     try:
         predictor = Predictor(args.weights)
@@ -342,8 +374,16 @@ def main() -> None:
                 print(f"{path}: error: {message}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps({"path": str(path), "digit": p.digit, "confidence": round(p.confidence, 4),
-                              "probabilities": p.probabilities}))
+            print(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "digit": p.digit,
+                        "confidence": round(p.confidence, 4),
+                        "probabilities": p.probabilities,
+                    }
+                )
+            )
         else:
             print(f"{path}: {p.digit} ({p.confidence:.1%})")
     sys.exit(1 if failed else 0)

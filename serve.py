@@ -27,8 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the digit recognizer with several workers.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="worker processes (default: $WORKERS, else one per core: %(default)s here)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="worker processes (default: $WORKERS, else one per core: %(default)s here)",
+    )
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")

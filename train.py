@@ -26,7 +26,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,8 +59,9 @@ def _grid_basis(device: torch.device) -> torch.Tensor:
     c = (torch.arange(28, device=device, dtype=torch.float32) * 2 + 1) / 28 - 1  # pixel centres, align_corners=False
     ys, xs = torch.meshgrid(c, c, indexing="ij")
     coords = torch.stack([xs.flatten(), ys.flatten(), torch.ones(784, device=device)], 1)
-    field = F.interpolate(torch.eye(16, device=device).view(16, 1, 4, 4), size=(28, 28), mode="bicubic",
-                          align_corners=True).view(16, 784)
+    field = F.interpolate(
+        torch.eye(16, device=device).view(16, 1, 4, 4), size=(28, 28), mode="bicubic", align_corners=True
+    ).view(16, 784)
     return torch.cat([coords, field.T], 1)
 
 
@@ -82,11 +85,14 @@ def augment(x: torch.Tensor, g: torch.Generator, args: argparse.Namespace) -> to
     sx, sy = uniform(1 - 0.15 * a, 1 + 0.15 * a), uniform(1 - 0.15 * a, 1 + 0.15 * a)
     tx, ty = uniform(-0.15 * a, 0.15 * a), uniform(-0.15 * a, 0.15 * a)  # grid units: 1.0 is half the image, so ±2 px
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([  # B×3×2: maps an output pixel's (x, y, 1) to where it samples the input
-        torch.stack([sx * cos, sy * sin], 1),
-        torch.stack([sx * (shear * cos - sin), sy * (shear * sin + cos)], 1),
-        torch.stack([tx, ty], 1),
-    ], 1)
+    theta = torch.stack(
+        [  # B×3×2: maps an output pixel's (x, y, 1) to where it samples the input
+            torch.stack([sx * cos, sy * sin], 1),
+            torch.stack([sx * (shear * cos - sin), sy * (shear * sin + cos)], 1),
+            torch.stack([tx, ty], 1),
+        ],
+        1,
+    )
     # The elastic part: a smooth random field from 4x4 control points, like Simard's Gaussian-smoothed noise.
     coarse = torch.randn(b, 16, 2, device=dev, generator=g) * (args.elastic * 2 / 28)
     grid = torch.einsum("pk,bkc->bpc", _grid_basis(dev), torch.cat([theta, coarse], 1))
@@ -99,8 +105,18 @@ def augment(x: torch.Tensor, g: torch.Generator, args: argparse.Namespace) -> to
     return x
 
 
-def train(model: nn.Module, ema: AveragedModel, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor,
-          args: argparse.Namespace, g: torch.Generator, teacher: nn.Module | None, desc: str) -> tuple[float, float]:
+def train(
+    model: nn.Module,
+    ema: AveragedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    args: argparse.Namespace,
+    g: torch.Generator,
+    teacher: nn.Module | None,
+    desc: str,
+) -> tuple[float, float]:
     """One epoch over (x, y) in shuffled, freshly augmented batches; returns mean training loss and accuracy."""
     model.train()
     order = torch.randperm(len(x), device=x.device, generator=g)
@@ -130,7 +146,7 @@ def train(model: nn.Module, ema: AveragedModel, optimizer, scheduler, x: torch.T
 def logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """The model's logits for x (B×1×28×28 in [0,1]), on the CPU."""
     model.eval()
-    return torch.cat([model(normalize(x[i:i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([model(normalize(x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
 
 
 @torch.inference_mode()
@@ -139,22 +155,36 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
-        logits = model(normalize(x[i:i + batch_size]))
-        loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
-        correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
+        logits = model(normalize(x[i : i + batch_size]))
+        loss += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum").item()
+        correct += (logits.argmax(1) == y[i : i + batch_size]).sum().item()
     return loss / len(x), correct / len(x)
 
 
-def ema_update(decay: float):
+Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
+
+
+def ema_update(decay: float) -> Callable[[Tensors, Tensors, torch.Tensor | int], None]:
     """An EMA step whose decay ramps up, so a short run averages what it trained rather than the initial weights."""
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-        d = min(decay, (1 + n.item()) / (10 + n.item()))
+
+    def update(averaged: Tensors, current: Tensors, n: torch.Tensor | int) -> None:
+        steps = int(n)
+        d = min(decay, (1 + steps) / (10 + steps))
         torch._foreach_lerp_(averaged, current, 1 - d)
+
     return update
 
 
-def fit(model: nn.Module, data: dict, args: argparse.Namespace, epochs: int, lr: float, g: torch.Generator,
-        teacher: nn.Module | None = None, name: str = "mlp") -> tuple[dict, list[dict]]:
+def fit(
+    model: nn.Module,
+    data: dict[str, Any],
+    args: argparse.Namespace,
+    epochs: int,
+    lr: float,
+    g: torch.Generator,
+    teacher: nn.Module | None = None,
+    name: str = "mlp",
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Train model, keeping the moving average with the best validation accuracy; returns its state and the history."""
     ema = AveragedModel(model, multi_avg_fn=ema_update(args.ema_decay))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=args.weight_decay)
@@ -163,17 +193,35 @@ def fit(model: nn.Module, data: dict, args: argparse.Namespace, epochs: int, lr:
     best_acc, best_state, history = -1.0, None, []
     bar = tqdm(range(1, epochs + 1), desc=name, disable=args.quiet)
     for epoch in bar:
-        train_loss, train_acc = train(model, ema, optimizer, scheduler, data["train_x"], data["train_y"],
-                                      args, g, teacher, f"{name} epoch {epoch}/{epochs}")
+        train_loss, train_acc = train(
+            model,
+            ema,
+            optimizer,
+            scheduler,
+            data["train_x"],
+            data["train_y"],
+            args,
+            g,
+            teacher,
+            f"{name} epoch {epoch}/{epochs}",
+        )
         val_loss, val_acc = evaluate(ema.module, data["val_x"], data["val_y"])
-        history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
-                        "val_loss": round(val_loss, 5), "val_acc": val_acc})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(train_loss, 5),
+                "train_acc": round(train_acc, 5),
+                "val_loss": round(val_loss, 5),
+                "val_acc": val_acc,
+            }
+        )
         bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.2%}")
         if args.quiet:
             print(f"{name} epoch {epoch}: loss {train_loss:.4f}, validation accuracy {val_acc:.2%}", flush=True)
         if val_acc >= best_acc:
             best_acc = val_acc
             best_state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
+    assert best_state is not None, "fit() runs at least one epoch"
     return best_state, history
 
 
@@ -189,33 +237,88 @@ def pick_device(name: str) -> torch.device:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=None, help="MLP epochs (default: 80, 40 with --fast, 3 with --feedback)")
-    parser.add_argument("--fast", action="store_true", help="no teacher and 40 epochs: a few minutes on a CPU (default: off)")
-    parser.add_argument("--teacher-epochs", type=int, default=20, help="CNN teacher epochs, 0 for no teacher (default: 20)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="MLP epochs (default: 80, 40 with --fast, 3 with --feedback)"
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="no teacher and 40 epochs: a few minutes on a CPU (default: off)"
+    )
+    parser.add_argument(
+        "--teacher-epochs", type=int, default=20, help="CNN teacher epochs, 0 for no teacher (default: 20)"
+    )
     parser.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term (default: 0.5)")
     parser.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature (default: 4.0)")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (default: 128)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default: 3e-3)")
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default: 3e-3)"
+    )
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
     parser.add_argument("--dropout", type=float, default=0.1, help="MLP dropout after each hidden layer (default: 0.1)")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0.0)")
-    parser.add_argument("--affine", type=float, default=0.5, help="strength of the random affine transform: 1 is ±12°, ±15%% scale, ±0.25 shear, ±2 px (default: 0.5)")
-    parser.add_argument("--elastic", type=float, default=1.0, help="elastic distortion in pixels, 0 for none (default: 1.0)")
+    parser.add_argument(
+        "--affine",
+        type=float,
+        default=0.5,
+        help="strength of the random affine transform: 1 is ±12°, ±15%% scale, ±0.25 shear, ±2 px (default: 0.5)",
+    )
+    parser.add_argument(
+        "--elastic", type=float, default=1.0, help="elastic distortion in pixels, 0 for none (default: 1.0)"
+    )
     parser.add_argument("--stroke", type=float, default=0.0, help="stroke width augmentation, 0 to 1 (default: 0.0)")
-    parser.add_argument("--ema-decay", type=float, default=0.999, help="decay of the weights' moving average (default: 0.999)")
-    parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation (default: 5000)")
-    parser.add_argument("--subset", type=int, default=0, help="train on only this many images, for smoke tests (default: 0, all)")
+    parser.add_argument(
+        "--ema-decay", type=float, default=0.999, help="decay of the weights' moving average (default: 0.999)"
+    )
+    parser.add_argument(
+        "--val-size", type=int, default=5000, help="training images held out for validation (default: 5000)"
+    )
+    parser.add_argument(
+        "--subset", type=int, default=0, help="train on only this many images, for smoke tests (default: 0, all)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS, help="weights file to write (default: weights/mnist_mlp.safetensors)")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate --weights on the test set (default: off)")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights for --eval-only (default: weights/mnist_mlp.safetensors)")
-    parser.add_argument("--report", type=Path, default=REPORT, help="folder for the training report (default: reports/latest)")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="training device (default: auto)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help="weights file to write (default: weights/mnist_mlp.safetensors)",
+    )
+    parser.add_argument(
+        "--eval-only", action="store_true", help="only evaluate --weights on the test set (default: off)"
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help="weights for --eval-only (default: weights/mnist_mlp.safetensors)",
+    )
+    parser.add_argument(
+        "--report", type=Path, default=REPORT, help="folder for the training report (default: reports/latest)"
+    )
     parser.add_argument("--no-report", action="store_true", help="skip the report and its measurements (default: off)")
-    parser.add_argument("--report-digits", type=int, default=2000, help="test digits for the report's upload and rejection figures (default: 2000)")
-    parser.add_argument("--feedback", action="store_true", help="fine-tune --weights on the stored user corrections, for --epochs (default: off)")
-    parser.add_argument("--export-feedback", type=Path, metavar="DIR", help="write the stored corrections as IDX files into DIR (default: off)")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), help="where the corrections are (default: $DATABASE_URL, else SQLite data/feedback.db)")
+    parser.add_argument(
+        "--report-digits",
+        type=int,
+        default=2000,
+        help="test digits for the report's upload and rejection figures (default: 2000)",
+    )
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="fine-tune --weights on the stored user corrections, for --epochs (default: off)",
+    )
+    parser.add_argument(
+        "--export-feedback",
+        type=Path,
+        metavar="DIR",
+        help="write the stored corrections as IDX files into DIR (default: off)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="where the corrections are (default: $DATABASE_URL, else SQLite data/feedback.db)",
+    )
     parser.add_argument("--quiet", action="store_true", help="a line per epoch instead of progress bars (default: off)")
     args = parser.parse_args(argv)
     if args.fast:
@@ -229,17 +332,28 @@ def load_data(args: argparse.Namespace, device: torch.device) -> dict[str, torch
     """The training set split into training and validation (seeded), and the test set, on the device."""
     images, labels = dataset.load(train=True)
     split = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))
-    val_idx, train_idx = split[:args.val_size], split[args.val_size:]
+    val_idx, train_idx = split[: args.val_size], split[args.val_size :]
     if args.subset:
-        train_idx = train_idx[:args.subset]
+        train_idx = train_idx[: args.subset]
     test_x, test_y = dataset.load(train=False)
-    return {"train_x": to_float(images[train_idx], device), "train_y": labels[train_idx].to(device),
-            "val_x": to_float(images[val_idx], device), "val_y": labels[val_idx].to(device),
-            "test_x": to_float(test_x, device), "test_y": test_y.to(device)}
+    return {
+        "train_x": to_float(images[train_idx], device),
+        "train_y": labels[train_idx].to(device),
+        "val_x": to_float(images[val_idx], device),
+        "val_y": labels[val_idx].to(device),
+        "test_x": to_float(test_x, device),
+        "test_y": test_y.to(device),
+    }
 
 
-def finish(state: dict, history: list[dict], data: dict, args: argparse.Namespace, seconds: float,
-           results: dict) -> None:
+def finish(
+    state: dict[str, torch.Tensor],
+    history: list[dict[str, Any]],
+    data: dict[str, Any],
+    args: argparse.Namespace,
+    seconds: float,
+    results: dict[str, Any],
+) -> None:
     """Calibrate on validation, measure on test, and write the weights, their metadata and the report."""
     model = MLP().to(data["val_x"].device)
     model.load_state_dict(state)
@@ -251,11 +365,23 @@ def finish(state: dict, history: list[dict], data: dict, args: argparse.Namespac
     test_y = data["test_y"].cpu()
     before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
     test_acc = float((after.argmax(1) == test_y).float().mean())
-    print(f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
-          f"test accuracy {test_acc:.2%}; {seconds:.0f} s on {model.fc1.weight.device}")
+    print(
+        f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
+        f"test accuracy {test_acc:.2%}; {seconds:.0f} s on {model.fc1.weight.device}"
+    )
 
-    skip = {"out", "eval_only", "weights", "quiet", "device", "report", "no_report", "report_digits",
-            "database_url", "export_feedback"}
+    skip = {
+        "out",
+        "eval_only",
+        "weights",
+        "quiet",
+        "device",
+        "report",
+        "no_report",
+        "report_digits",
+        "database_url",
+        "export_feedback",
+    }
     recipe = {k: v for k, v in vars(args).items() if k not in skip}
     summary = {
         "test_accuracy": round(test_acc, 4),
@@ -272,8 +398,10 @@ def finish(state: dict, history: list[dict], data: dict, args: argparse.Namespac
     }
     metadata = {
         "architecture": "MLP 784-256-128-10 (ReLU)",
-        **{k: f"{v:.4f}" if isinstance(v, float) else v if isinstance(v, str) else json.dumps(v)
-           for k, v in summary.items()},
+        **{
+            k: f"{v:.4f}" if isinstance(v, float) else v if isinstance(v, str) else json.dumps(v)
+            for k, v in summary.items()
+        },
         "epochs": str(args.epochs),
         "seed": str(args.seed),
         "train_images": str(len(data["train_x"])),
@@ -282,20 +410,20 @@ def finish(state: dict, history: list[dict], data: dict, args: argparse.Namespac
         "recipe": json.dumps(recipe),
         "history": json.dumps(history),
     }
-    save_weights(state, args.out, metadata)
     if not args.no_report:
         # What the served model does with uploads and with things that are not digits; recorded with the weights.
-        predictor = Predictor(args.out)
+        predictor = Predictor.from_state(state, metadata)
         rng = np.random.default_rng(args.seed)
         all_images = (data["test_x"][:, 0].cpu().numpy() * 255).round().astype(np.uint8)
         sample = rng.choice(len(all_images), min(args.report_digits, len(all_images)), replace=False)
         summary["uploaded_accuracy"] = report.uploaded_accuracy(predictor, all_images[sample], test_y[sample].numpy())
         summary["rejection"] = report.rejection(predictor, all_images[sample], rng)
-        metadata.update(uploaded_accuracy=json.dumps(summary["uploaded_accuracy"]),
-                        rejection=json.dumps(summary["rejection"]))
-        save_weights(state, args.out, metadata)
+        metadata.update(
+            uploaded_accuracy=json.dumps(summary["uploaded_accuracy"]), rejection=json.dumps(summary["rejection"])
+        )
         report.write_report(args.report, summary, history, all_images, test_y, before, after)
         print(f"wrote the report to {args.report}")
+    save_weights(state, args.out, metadata)
     print(f"wrote {args.out}")
 
 
@@ -308,7 +436,7 @@ def load_feedback(url: str, device: torch.device) -> tuple[torch.Tensor, torch.T
     return to_float(torch.from_numpy(images), device), torch.tensor([label for _, label in rows], device=device)
 
 
-def learn_from_feedback(args: argparse.Namespace, data: dict, g: torch.Generator) -> None:
+def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch.Generator) -> None:
     """Fine-tune --weights on MNIST plus the corrections, oversampled; the oversampling is chosen on validation.
 
     A fifth of the corrections is held out and only measured; another fifth is their validation split.
@@ -317,20 +445,24 @@ def learn_from_feedback(args: argparse.Namespace, data: dict, g: torch.Generator
     """
     x, y = load_feedback(args.database_url, data["val_x"].device)
     if len(x) == 0:
-        print(f"There are no corrections in {args.database_url} yet, so there is nothing to learn from. "
-              "They come from the page's 'Wrong?' buttons and from POST /feedback.")
+        print(
+            f"There are no corrections in {args.database_url} yet, so there is nothing to learn from. "
+            "They come from the page's 'Wrong?' buttons and from POST /feedback."
+        )
         return
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed)).to(x.device)
     k = max(1, len(x) // 5)
-    held, val, fit_idx = order[:k], order[k:2 * k], order[2 * k:]
+    held, val, fit_idx = order[:k], order[k : 2 * k], order[2 * k :]
 
     def mistakes(model: nn.Module) -> tuple[float, float, float]:
         mnist_val, feedback_val = evaluate(model, data["val_x"], data["val_y"])[1], evaluate(model, x[val], y[val])[1]
         return (1 - mnist_val) * len(data["val_x"]) + (1 - feedback_val) * len(val), mnist_val, feedback_val
 
     base = load_model(args.weights).to(x.device)
-    before = {"mnist_test": evaluate(base, data["test_x"], data["test_y"])[1],
-              "feedback_heldout": evaluate(base, x[held], y[held])[1]}
+    before = {
+        "mnist_test": evaluate(base, data["test_x"], data["test_y"])[1],
+        "feedback_heldout": evaluate(base, x[held], y[held])[1],
+    }
     print(f"{len(x)} corrections: {len(fit_idx)} to learn from, {len(val)} to choose with, {len(held)} held out")
     best_state, best_history, chosen = base.state_dict(), [], 0
     fewest, mnist_val, feedback_val = mistakes(base)
@@ -339,8 +471,11 @@ def learn_from_feedback(args: argparse.Namespace, data: dict, g: torch.Generator
     for repeat in (4, 16, 64):
         model = MLP(dropout=args.dropout).to(x.device)
         model.load_state_dict(base.state_dict())
-        mixed = {**data, "train_x": torch.cat([data["train_x"]] + [x[fit_idx]] * repeat),
-                 "train_y": torch.cat([data["train_y"]] + [y[fit_idx]] * repeat)}
+        mixed = {
+            **data,
+            "train_x": torch.cat([data["train_x"]] + [x[fit_idx]] * repeat),
+            "train_y": torch.cat([data["train_y"]] + [y[fit_idx]] * repeat),
+        }
         state, history = fit(model, mixed, args, args.epochs, args.lr / 10, g, name=f"fine-tune x{repeat}")
         model.load_state_dict(state)
         count, mnist_val, feedback_val = mistakes(model)
@@ -352,10 +487,14 @@ def learn_from_feedback(args: argparse.Namespace, data: dict, g: torch.Generator
         return
     model = MLP().to(x.device)
     model.load_state_dict(best_state)
-    after = {"mnist_test": evaluate(model, data["test_x"], data["test_y"])[1],
-             "feedback_heldout": evaluate(model, x[held], y[held])[1]}
-    print(f"chose {chosen}x oversampling. MNIST test: {before['mnist_test']:.2%} -> {after['mnist_test']:.2%}; "
-          f"held-out corrections: {before['feedback_heldout']:.2%} -> {after['feedback_heldout']:.2%}")
+    after = {
+        "mnist_test": evaluate(model, data["test_x"], data["test_y"])[1],
+        "feedback_heldout": evaluate(model, x[held], y[held])[1],
+    }
+    print(
+        f"chose {chosen}x oversampling. MNIST test: {before['mnist_test']:.2%} -> {after['mnist_test']:.2%}; "
+        f"held-out corrections: {before['feedback_heldout']:.2%} -> {after['feedback_heldout']:.2%}"
+    )
     results = {"feedback": {"corrections": len(x), "oversampling": chosen, "before": before, "after": after}}
     finish(best_state, best_history, data, args, time.perf_counter() - start, results)
 

@@ -22,12 +22,15 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+import dataset
 from common import ROOT, digit_png, ensure_wrk, free_port, machine, median_spread, serve, wait_healthy, wrk
+from report import phone_photo
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REFERENCE = "bench.reference_app:app"
@@ -47,9 +50,11 @@ def post(url: str, data: bytes, content_type: str = "image/png") -> float:
     return time.perf_counter() - start
 
 
-def serving(image: Path, rounds: int, seconds: int) -> tuple[dict, list[str]]:
+def serving(image: Path, rounds: int, seconds: int) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """/predict against the reference app, multipart and raw, at 32 connections, alternating the two apps."""
-    runs: dict[str, list[dict]] = {f"{app} {mode}": [] for app in ("main", "reference") for mode in ("multipart", "raw")}
+    runs: dict[str, list[dict[str, Any]]] = {
+        f"{app} {mode}": [] for app in ("main", "reference") for mode in ("multipart", "raw")
+    }
     for r in range(rounds):
         order = [("main", "main:app"), ("reference", REFERENCE)]
         for name, app in order if r % 2 == 0 else order[::-1]:
@@ -59,12 +64,14 @@ def serving(image: Path, rounds: int, seconds: int) -> tuple[dict, list[str]]:
                     runs[f"{name} {mode}"].append(wrk(url + "/predict", image, seconds, 32, mode=mode))
     rows = []
     for mode in ("multipart", "raw"):
-        ratios = [m["rps"] / ref["rps"] for m, ref in zip(runs[f"main {mode}"], runs[f"reference {mode}"])]
+        ratios = [m["rps"] / ref["rps"] for m, ref in zip(runs[f"main {mode}"], runs[f"reference {mode}"], strict=True)]
         tails = [m["p99_ms"] / m["p50_ms"] for m in runs[f"main {mode}"]]
-        rows.append(f"| {mode} | {fmt([x['rps'] for x in runs[f'main {mode}']])} | "
-                    f"{fmt([x['rps'] for x in runs[f'reference {mode}']])} | **{fmt(ratios, '×', 2)}** | "
-                    f"{fmt([x['p50_ms'] for x in runs[f'main {mode}']], ' ms', 1)} | "
-                    f"{fmt([x['p99_ms'] for x in runs[f'main {mode}']], ' ms', 1)} | **{fmt(tails, '×', 2)}** |")
+        rows.append(
+            f"| {mode} | {fmt([x['rps'] for x in runs[f'main {mode}']])} | "
+            f"{fmt([x['rps'] for x in runs[f'reference {mode}']])} | **{fmt(ratios, '×', 2)}** | "
+            f"{fmt([x['p50_ms'] for x in runs[f'main {mode}']], ' ms', 1)} | "
+            f"{fmt([x['p99_ms'] for x in runs[f'main {mode}']], ' ms', 1)} | **{fmt(tails, '×', 2)}** |"
+        )
         errors = sum(x["non_2xx"] + x["read_errors"] + x["timeouts"] for x in runs[f"main {mode}"])
         assert errors == 0, f"{errors} failed requests to /predict ({mode})"
     return runs, rows
@@ -73,7 +80,7 @@ def serving(image: Path, rounds: int, seconds: int) -> tuple[dict, list[str]]:
 def workers(image: Path, rounds: int, seconds: int) -> str:
     """The Workers section: serve.py with one worker against its default of one per core, alternating."""
     cores = len(os.sched_getaffinity(0))
-    runs: dict[int, list[dict]] = {1: [], cores: []}
+    runs: dict[int, list[dict[str, Any]]] = {1: [], cores: []}
     for r in range(rounds):
         for n in (1, cores) if r % 2 == 0 else (cores, 1):
             with serve(workers=n) as (url, _):
@@ -82,10 +89,13 @@ def workers(image: Path, rounds: int, seconds: int) -> str:
     for n, results in runs.items():
         errors = sum(x["non_2xx"] + x["read_errors"] + x["timeouts"] for x in results)
         assert errors == 0, f"{errors} failed requests with {n} workers"
-    ratios = [m["rps"] / one["rps"] for m, one in zip(runs[cores], runs[1])]
-    rows = [f"| {n}{' (the default)' if n == cores else ''} | {fmt([x['rps'] for x in results])} | "
-            f"{fmt([x['p50_ms'] for x in results], ' ms', 1)} | {fmt([x['p99_ms'] for x in results], ' ms', 1)} | "
-            f"{'1×' if n == 1 else '**' + fmt(ratios, '×', 2) + '**'} |" for n, results in runs.items()]
+    ratios = [m["rps"] / one["rps"] for m, one in zip(runs[cores], runs[1], strict=True)]
+    rows = [
+        f"| {n}{' (the default)' if n == cores else ''} | {fmt([x['rps'] for x in results])} | "
+        f"{fmt([x['p50_ms'] for x in results], ' ms', 1)} | {fmt([x['p99_ms'] for x in results], ' ms', 1)} | "
+        f"{'1×' if n == 1 else '**' + fmt(ratios, '×', 2) + '**'} |"
+        for n, results in runs.items()
+    ]
     return f"""## Workers
 `python serve.py` (`make run`) with one worker, and with its default of one per core ({cores} here), in
 rotation: 64 connections, a 28×28 PNG as the raw body, wrk with one thread on the same {cores} cores.
@@ -107,24 +117,9 @@ def replace_section(report: str, section: str) -> str:
     return report[:start] + section.rstrip("\n") + ("\n" + report[end:] if end >= 0 else "\n")
 
 
-def phone_photo_jpeg() -> bytes:
-    """A 4000x3000 camera-like JPEG: grey paper with a gradient, sensor noise, a large dark 7 off-centre."""
-    import dataset
-
-    seven = dataset.load(train=False)[0][0].numpy()
-    rng = np.random.default_rng(0)
-    page = 175 + 30 * np.linspace(0, 1, 4000)[None, :] + rng.normal(0, 5, (3000, 4000))
-    ink = np.asarray(Image.fromarray(seven).resize((1600, 1600), Image.Resampling.BICUBIC), dtype=np.float64) / 255
-    page[800:2400, 1400:3000] -= 150 * ink
-    rgb = np.clip(np.stack([page, page * 0.97, page * 0.92], -1), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
 def big_inputs(repeats: int) -> list[str]:
     """/predict latency on a phone photo and a 1000x1000 PNG, against Pillow fully decoding the same file."""
-    photo = phone_photo_jpeg()
+    photo = phone_photo(dataset.load(train=False)[0][0].numpy())
     with tempfile.TemporaryDirectory() as tmp:
         png = digit_png(Path(tmp) / "big.png", size=1000).read_bytes()
     rows = []
@@ -137,9 +132,11 @@ def big_inputs(repeats: int) -> list[str]:
                 Image.open(io.BytesIO(data)).load()
                 decode.append(time.perf_counter() - start)
                 served.append(post(url + "/predict", data, ctype))
-            ratios = [s / d for s, d in zip(served, decode)]
-            rows.append(f"| {name} ({len(data) / 1e6:.1f} MB) | {fmt([s * 1000 for s in served], ' ms', 1)} | "
-                        f"{fmt([d * 1000 for d in decode], ' ms', 1)} | **{fmt(ratios, '×', 2)}** |")
+            ratios = [s / d for s, d in zip(served, decode, strict=True)]
+            rows.append(
+                f"| {name} ({len(data) / 1e6:.1f} MB) | {fmt([s * 1000 for s in served], ' ms', 1)} | "
+                f"{fmt([d * 1000 for d in decode], ' ms', 1)} | **{fmt(ratios, '×', 2)}** |"
+            )
     return rows
 
 
@@ -153,7 +150,7 @@ def batches(image: Path, rounds: int, seconds: int) -> list[str]:
             b = wrk(url + "/predict/batch", image, seconds, 2, field="files", count=256)
             assert b["non_2xx"] == 0
             batch.append(b["rps"] * 256)
-    ratios = [b / s for b, s in zip(batch, single)]
+    ratios = [b / s for b, s in zip(batch, single, strict=True)]
     return [f"| {fmt(batch, ' images/s')} | {fmt(single, ' images/s')} | **{fmt(ratios, '×', 1)}** |"]
 
 
@@ -166,15 +163,19 @@ def cold_start(repeats: int) -> list[str]:
         imports.append(time.perf_counter() - start)
         port = free_port()
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_healthy(f"http://127.0.0.1:{port}", proc)
             server.append(time.perf_counter() - start)
         finally:
             proc.terminate()
             proc.wait()
-    ratios = [s / i for s, i in zip(server, imports)]
+    ratios = [s / i for s, i in zip(server, imports, strict=True)]
     return [f"| {fmt(server, ' s', 2)} | {fmt(imports, ' s', 2)} | {fmt(ratios, '×', 2)} |"]
 
 
@@ -191,7 +192,9 @@ def threads(image: Path, rounds: int, seconds: int) -> list[str]:
                 single.append(r["rps"])
                 tail.append(r["p99_ms"])
                 batch.append(wrk(url + "/predict/batch", image, seconds, 2, field="files", count=256)["rps"] * 256)
-        rows.append(f"| {torch_threads} | {pool} | {fmt(single, '/s')} | {fmt(tail, ' ms', 1)} | {fmt(batch, ' images/s')} |")
+        rows.append(
+            f"| {torch_threads} | {pool} | {fmt(single, '/s')} | {fmt(tail, ' ms', 1)} | {fmt(batch, ' images/s')} |"
+        )
     return rows
 
 
@@ -262,9 +265,11 @@ def training(repeats: int) -> list[str]:
                 loss.backward()
                 opt.step()
             bare.append(len(x) / (time.perf_counter() - start))
-        overhead = [b / f - 1 for f, b in zip(full, bare)]
-        rows.append(f"| {threads} | {fmt(full, ' images/s')} | {fmt(bare, ' images/s')} | "
-                    f"**{fmt([o * 100 for o in overhead], '%')}** |")
+        overhead = [b / f - 1 for f, b in zip(full, bare, strict=True)]
+        rows.append(
+            f"| {threads} | {fmt(full, ' images/s')} | {fmt(bare, ' images/s')} | "
+            f"**{fmt([o * 100 for o in overhead], '%')}** |"
+        )
     torch.set_num_threads(before)
     return rows
 
@@ -275,11 +280,27 @@ def time_to_accuracy() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in (["--fast"], []):
             start = time.perf_counter()
-            out = subprocess.run([sys.executable, str(ROOT / "train.py"), *recipe, "--quiet", "--out",
-                                  str(Path(tmp) / "bench.safetensors"), "--report", str(Path(tmp) / "report")],
-                                 cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "train.py"),
+                    *recipe,
+                    "--quiet",
+                    "--out",
+                    str(Path(tmp) / "bench.safetensors"),
+                    "--report",
+                    str(Path(tmp) / "report"),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             wall = time.perf_counter() - start
-            acc = re.search(r"best validation accuracy .*test accuracy ([\d.]+)%", out).group(1)
+            found = re.search(r"best validation accuracy .*test accuracy ([\d.]+)%", out)
+            if found is None:
+                raise RuntimeError(f"train.py printed no test accuracy: {out[-500:]}")
+            acc = found.group(1)
             name = " ".join(["python train.py", *recipe])
             rows.append(f"| `{name}` | {wall / 60:.1f} min | {acc}% |")
     return rows
@@ -288,8 +309,11 @@ def time_to_accuracy() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (default: off)")
-    parser.add_argument("--only", choices=["workers"],
-                        help="measure only this section and replace it in RESULTS.md (default: every section)")
+    parser.add_argument(
+        "--only",
+        choices=["workers"],
+        help="measure only this section and replace it in RESULTS.md (default: every section)",
+    )
     args = parser.parse_args()
     rounds, seconds, repeats = (2, 4, 3) if args.quick else (3, 10, 7)
     ensure_wrk()

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,9 +26,15 @@ sys.path.insert(0, str(ROOT))
 def ensure_wrk() -> str:
     """wrk from Debian, installed when missing (the scripts run as root here)."""
     if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return shutil.which("wrk")
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed and apt-get could not install it")
+    return wrk
 
 
 def free_port() -> int:
@@ -36,7 +43,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
     """Seconds until GET /healthz answers 200."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
@@ -52,35 +59,55 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> float
 
 
 @contextlib.contextmanager
-def serve(app: str = "main:app", env: dict | None = None, log: Path | None = None,
-          workers: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+def serve(
+    app: str = "main:app", env: dict[str, Any] | None = None, log: Path | None = None, workers: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """One uvicorn worker on a free loopback port, or with workers, serve.py as `make run` starts it; yields its
     URL and process, and stops it after."""
     port = free_port()
-    out = open(log or os.devnull, "wb")
     if workers is None:
         command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     else:
         command = [sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        out.close()
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_healthy(url, proc)
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
 
 
-def wrk(url: str, image: Path, seconds: int, connections: int, mode: str = "multipart", field: str = "file",
-        count: int = 1, threads: int = 1) -> dict:
+def wrk(
+    url: str,
+    image: Path,
+    seconds: int,
+    connections: int,
+    mode: str = "multipart",
+    field: str = "file",
+    count: int = 1,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Run wrk with bench/wrk.lua and return its JSON summary."""
     env = {**os.environ, "IMAGE": str(image), "MODE": mode, "FIELD": field, "COUNT": str(count)}
-    cmd = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_LUA), url]
+    cmd = [
+        ensure_wrk(),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_LUA),
+        url,
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    line = next(row for row in out.splitlines() if row.startswith("WRK_JSON "))
     return json.loads(line.removeprefix("WRK_JSON "))
 
 
@@ -97,15 +124,27 @@ def digit_png(path: Path, size: int = 28) -> Path:
 
     images, _ = dataset.load(train=False)
     seven = images[0].numpy()
-    im = Image.fromarray(seven) if size == 28 else Image.fromarray(255 - seven).resize((size, size), Image.Resampling.BICUBIC)
+    im = (
+        Image.fromarray(seven)
+        if size == 28
+        else Image.fromarray(255 - seven).resize((size, size), Image.Resampling.BICUBIC)
+    )
     im.save(path)
     return path
 
 
 def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    cpu = next(
+        (
+            row.split(":", 1)[1].strip()
+            for row in Path("/proc/cpuinfo").read_text().splitlines()
+            if row.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def median_spread(values: list[float]) -> tuple[float, float, float]:

@@ -6,6 +6,8 @@ It parses the multipart body with Starlette's own request.form(), the way a plai
 endpoint does, and does no decoding, preprocessing or inference.
 """
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from starlette.datastructures import UploadFile
 
@@ -14,15 +16,16 @@ ANSWER = {"digit": 7, "confidence": 0.99, "probabilities": [0.001] * 9 + [0.991]
 
 
 @app.post("/predict")
-async def predict(request: Request) -> dict:
+async def predict(request: Request) -> dict[str, Any]:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         upload = (await request.form())["file"]
-        assert isinstance(upload, UploadFile) and await upload.read()
+        assert isinstance(upload, UploadFile)
+        assert await upload.read()
     else:
         assert await request.body()
     return ANSWER
 
 
 @app.get("/healthz")
-def healthz() -> dict:
+def healthz() -> dict[str, str]:
     return {"status": "ok"}

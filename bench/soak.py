@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from common import digit_png, machine, rss_mb, serve, wrk
 
@@ -31,7 +32,7 @@ def sample_rss(pid: int, stop: threading.Event, samples: list[float]) -> None:
         time.sleep(0.25)
 
 
-def soak(url: str, pid: int, image: Path, seconds: int, connections: int) -> dict:
+def soak(url: str, pid: int, image: Path, seconds: int, connections: int) -> dict[str, Any]:
     rss_before = rss_mb(pid)
     samples: list[float] = []
     stop = threading.Event()
@@ -46,22 +47,41 @@ def soak(url: str, pid: int, image: Path, seconds: int, connections: int) -> dic
     first, last = statistics.mean(samples[:fifth]), statistics.mean(samples[-fifth:])
     errors = sum(result[k] for k in ("connect_errors", "read_errors", "write_errors", "non_2xx", "timeouts"))
     with urllib.request.urlopen(url + "/metrics") as r:
-        five_xx = [l for l in r.read().decode().splitlines() if l.startswith("http_requests_total{") and 'status="5' in l]
-    return {**result, "errors": errors, "rss_before_mb": rss_before, "rss_first_fifth_mb": first,
-            "rss_last_fifth_mb": last, "rss_growth": last / first - 1, "five_xx_lines": five_xx}
+        five_xx = [
+            row
+            for row in r.read().decode().splitlines()
+            if row.startswith("http_requests_total{") and 'status="5' in row
+        ]
+    return {
+        **result,
+        "errors": errors,
+        "rss_before_mb": rss_before,
+        "rss_first_fifth_mb": first,
+        "rss_last_fifth_mb": last,
+        "rss_growth": last / first - 1,
+        "five_xx_lines": five_xx,
+    }
 
 
-def shutdown_under_load(image: Path, clients: int = 16) -> dict:
+def shutdown_under_load(image: Path, clients: int = 16) -> dict[str, Any]:
     png = image.read_bytes()
     boundary = "soak-boundary"
-    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="d.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n").encode() + png + b"\r\n"
+    part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="d.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + b"\r\n"
+    )
     body = part * 256 + f"--{boundary}--\r\n".encode()
     statuses: list[int | str] = []
     with serve() as (url, proc):
+
         def post() -> None:
-            req = urllib.request.Request(url + "/predict/batch", data=body,
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            req = urllib.request.Request(
+                url + "/predict/batch", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            )
             try:
                 with urllib.request.urlopen(req, timeout=60) as r:
                     statuses.append(r.status if len(r.read()) > 1000 else "short answer")
@@ -78,8 +98,13 @@ def shutdown_under_load(image: Path, clients: int = 16) -> dict:
         drained = time.perf_counter() - start
         for t in threads:
             t.join()
-    return {"clients": clients, "ok": statuses.count(200), "statuses": statuses, "exit_code": code,
-            "drain_seconds": drained}
+    return {
+        "clients": clients,
+        "ok": statuses.count(200),
+        "statuses": statuses,
+        "exit_code": code,
+        "drain_seconds": drained,
+    }
 
 
 def main() -> None:
@@ -95,8 +120,14 @@ def main() -> None:
         g = shutdown_under_load(image)
 
     # uvicorn re-raises the SIGTERM once it has drained, so the parent sees how it ended: -15 is a clean exit.
-    passed = (s["errors"] == 0 and not s["five_xx_lines"] and s["requests"] >= 20_000 and s["rss_growth"] <= 0.10
-              and g["ok"] == g["clients"] and g["exit_code"] in (0, -signal.SIGTERM))
+    passed = (
+        s["errors"] == 0
+        and not s["five_xx_lines"]
+        and s["requests"] >= 20_000
+        and s["rss_growth"] <= 0.10
+        and g["ok"] == g["clients"]
+        and g["exit_code"] in (0, -signal.SIGTERM)
+    )
     report = f"""# Soak and shutdown results
 
 Measured {datetime.date.today()} on {machine()}, one uvicorn worker, loopback only.
@@ -109,14 +140,16 @@ Reproduce with `python bench/soak.py --seconds {args.seconds} --connections {arg
 | requests | {s["requests"]:,} ({s["rps"]:.0f}/s) |
 | errors (connect, read, write, timeout, non-2xx) | {s["errors"]} |
 | 5xx counted by /metrics | {len(s["five_xx_lines"])} |
-| latency p50 / p90 / p99 / max | {s["p50_ms"]:.1f} / {s["p90_ms"]:.1f} / {s["p99_ms"]:.1f} / {s["max_ms"]:.1f} ms |
+| latency p50 / p90 / p99 / max | {" / ".join(f"{s[k]:.1f}" for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))} ms |
 | RSS before the load | {s["rss_before_mb"]:.0f} MB |
-| RSS, mean of the first fifth → last fifth | {s["rss_first_fifth_mb"]:.1f} MB → {s["rss_last_fifth_mb"]:.1f} MB ({s["rss_growth"]:+.1%}; limit +10%) |
+| RSS, mean of the first fifth → last fifth | {s["rss_first_fifth_mb"]:.1f} → {s["rss_last_fifth_mb"]:.1f} MB \
+({s["rss_growth"]:+.1%}; limit +10%) |
 
 ## Graceful shutdown
-{g["clients"]} clients each posted a 256-image batch to /predict/batch; SIGTERM reached the server while they were in flight.
-{g["ok"]} of {g["clients"]} got their 200 with all predictions; the server drained in {g["drain_seconds"]:.2f} s and exited with
-status {g["exit_code"]} (uvicorn re-raises the SIGTERM after a clean shutdown).
+{g["clients"]} clients each posted a 256-image batch to /predict/batch; SIGTERM reached the server while they
+were in flight. {g["ok"]} of {g["clients"]} got their 200 with all predictions; the server drained in
+{g["drain_seconds"]:.2f} s and exited with status {g["exit_code"]} (uvicorn re-raises the SIGTERM after a clean
+shutdown).
 
 **{"PASS" if passed else "FAIL"}**
 """

@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,8 +46,13 @@ def server(tmp_path_factory):
     env = {**os.environ, "REQUEST_TIMEOUT_S": str(SERVER_TIMEOUT_S)}
     log = tmp_path_factory.mktemp("server") / "uvicorn.log"
     with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server's logging
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -68,6 +74,13 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
     """The official 10,000 test images (uint8, N×28×28) and labels."""
     images, labels = dataset.load(train=False)
     return images.numpy(), labels.numpy()
+
+
+def form_prediction_id(html: str) -> str:
+    """The prediction_id in a result page's correction form."""
+    found = re.search(r'name="prediction_id" value="([^"]+)"', html)
+    assert found, "the page has no correction form"
+    return found.group(1)
 
 
 def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **params) -> bytes:
@@ -102,11 +115,28 @@ def postgres_database():
     user = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]  # initdb refuses to run as root
     if user:
         shutil.chown(data, "postgres")
-    subprocess.run(user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
-                           f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = f"postgres@127.0.0.1:{port}"
 
     def create() -> str:
@@ -118,5 +148,5 @@ def postgres_database():
     try:
         yield create
     finally:
-        subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)

@@ -44,7 +44,8 @@ def test_upload_page_has_the_form(client):
     r = client.get("/upload")
     assert r.status_code == 200
     assert 'enctype="multipart/form-data"' in r.text
-    assert 'name="file"' in r.text and 'accept="image/*"' in r.text
+    assert 'name="file"' in r.text
+    assert 'accept="image/*"' in r.text
 
 
 def test_predict_multipart(client, seven_png):
@@ -115,11 +116,14 @@ def test_openapi_docs_are_served(client):
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
 
 
-@pytest.mark.parametrize("data, status, hint", [
-    (b"hello, world", 400, "not an image"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 400, "not an image"),
-    (encode(Image.new("L", (64, 64), 255)), 422, "no digit found"),
-])
+@pytest.mark.parametrize(
+    ("data", "status", "hint"),
+    [
+        (b"hello, world", 400, "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 400, "not an image"),
+        (encode(Image.new("L", (64, 64), 255)), 422, "no digit found"),
+    ],
+)
 def test_bad_images(client, data, status, hint):
     r = client.post("/predict", files=png_file(data))
     assert r.status_code == status

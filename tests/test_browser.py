@@ -3,6 +3,7 @@
 import math
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -11,8 +12,14 @@ from conftest import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps dialling Google, and this machine's closed network refuses it.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SCREENSHOTS = ROOT / "out" / "screenshots"
 
 
@@ -28,7 +35,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server) -> Page:
+def page(browser, server) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1000, "height": 900}, base_url=server)
     page = context.new_page()
     page.goto("/upload")
@@ -39,6 +46,7 @@ def page(browser, server) -> Page:
 def draw(page: Page, *strokes: list[tuple[float, float]]) -> None:
     """Draw strokes with the mouse; points are fractions of the canvas's width and height."""
     box = page.get_by_test_id("canvas").bounding_box()
+    assert box is not None, "the canvas is not visible"
     for stroke in strokes:
         points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
         page.mouse.move(*points[0])
@@ -115,7 +123,8 @@ def test_a_non_image_shows_a_clear_error(page):
     status = page.get_by_test_id("status")
     expect(status).to_contain_text("not an image we can read")
     expect(page.get_by_test_id("result-digit")).to_have_text("")
-    assert "Traceback" not in page.content() and "Internal Server Error" not in page.content()
+    assert "Traceback" not in page.content()
+    assert "Internal Server Error" not in page.content()
 
 
 def test_predict_on_an_empty_canvas_says_so(page):
@@ -131,7 +140,8 @@ def test_the_page_loads_nothing_from_elsewhere(browser, server):
     page.goto(server + "/upload")
     page.wait_for_load_state("networkidle")
     context.close()
-    assert requested and all(u.startswith(server) for u in requested), requested
+    assert requested
+    assert all(u.startswith(server) for u in requested), requested
 
 
 def test_phone_width_fits_without_sideways_scrolling(browser, server):

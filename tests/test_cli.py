@@ -4,12 +4,15 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, encode
 from PIL import Image
+
+from conftest import ROOT, encode
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "predict.py"), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_one_line_per_file(tmp_path, mnist_test):
@@ -23,8 +26,9 @@ def test_one_line_per_file(tmp_path, mnist_test):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 3
-    for line, path, label in zip(lines, paths, labels):
-        assert line.startswith(f"{path}: {label} (") and line.endswith("%)")
+    for line, path, label in zip(lines, paths, labels[:3], strict=True):
+        assert line.startswith(f"{path}: {label} (")
+        assert line.endswith("%)")
 
 
 def test_json_lines(tmp_path, seven_png):
@@ -33,8 +37,10 @@ def test_json_lines(tmp_path, seven_png):
     r = run("--json", str(path))
     assert r.returncode == 0, r.stderr
     record = json.loads(r.stdout)
-    assert record["path"] == str(path) and record["digit"] == 7
-    assert 0.5 < record["confidence"] <= 1 and len(record["probabilities"]) == 10
+    assert record["path"] == str(path)
+    assert record["digit"] == 7
+    assert 0.5 < record["confidence"] <= 1
+    assert len(record["probabilities"]) == 10
 
 
 def test_bad_and_missing_files_are_reported_and_the_rest_still_run(tmp_path, seven_png):

@@ -12,7 +12,8 @@ import dataset
 def test_real_mnist_is_in_place_and_verified(mnist_test):
     dataset.verify()  # raises unless all four files match the originals' MD5s
     images, labels = mnist_test
-    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (10_000, 28, 28)
+    assert images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -38,7 +39,7 @@ def test_a_changed_byte_is_an_error_naming_the_file(tmp_path):
 def test_a_missing_file_says_how_to_fetch_it(tmp_path):
     raw = _fake_root(tmp_path)
     (raw / "train-images-idx3-ubyte").unlink()
-    with pytest.raises(dataset.DataError, match="python dataset.py"):
+    with pytest.raises(dataset.DataError, match=r"python dataset\.py"):
         dataset.verify(tmp_path)
 
 
@@ -52,9 +53,10 @@ def test_idx_files_are_what_torchvision_reads(tmp_path):
 
 
 def test_the_unpickler_rebuilds_arrays():
-    arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64))
+    arrays: tuple[np.ndarray, ...] = (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64))
     loaded = dataset._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(arrays, protocol=4))).load()
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, loaded))
+    assert isinstance(loaded, tuple)
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, loaded, strict=True))
 
 
 class _Exploit:

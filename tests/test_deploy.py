@@ -49,8 +49,9 @@ def test_the_image_copies_every_module_the_service_imports():
 
 def requirement_closure(path: Path) -> set[str]:
     """The distributions a requirements file installs: its own and everything they depend on."""
-    names = [Requirement(line.split("#")[0]).name for line in path.read_text().splitlines()
-             if line.split("#")[0].strip()]
+    names = [
+        Requirement(line.split("#")[0]).name for line in path.read_text().splitlines() if line.split("#")[0].strip()
+    ]
     found: set[str] = set()
     while names:
         name = canonicalize_name(names.pop())
@@ -66,10 +67,12 @@ def requirement_closure(path: Path) -> set[str]:
 def test_the_serving_requirements_install_every_package_the_service_imports():
     installed = requirement_closure(ROOT / "requirements-serve.txt")
     owners = packages_distributions()
-    third_party = {m for f in served_modules() for m in local_imports(ROOT / f)
-                   if m in owners and not (ROOT / f"{m}.py").exists()}
+    third_party = {
+        m for f in served_modules() for m in local_imports(ROOT / f) if m in owners and not (ROOT / f"{m}.py").exists()
+    }
     missing = {m for m in third_party if not {canonicalize_name(d) for d in owners[m]} & installed}
-    assert third_party and not missing
+    assert third_party
+    assert not missing
     everything = (ROOT / "requirements.txt").read_text()
     assert "-r requirements-serve.txt" in everything  # one install source for a checkout
 
@@ -80,10 +83,12 @@ def test_compose_runs_what_the_service_reads():
     assert (ROOT / "deploy" / app["build"] / "Dockerfile").exists()
     assert {"DATABASE_URL", "PREDICTION_SECRET", "WORKERS"} <= set(app["environment"])
     assert app["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert app["deploy"]["replicas"] >= 2 and app["depends_on"]["db"]["condition"] == "service_healthy"
+    assert app["deploy"]["replicas"] >= 2
+    assert app["depends_on"]["db"]["condition"] == "service_healthy"
     [mount] = nginx["volumes"]
     source, target, _ = mount.split(":")
-    assert (ROOT / "deploy" / source).is_file() and target.startswith("/etc/nginx/conf.d/")
+    assert (ROOT / "deploy" / source).is_file()
+    assert target.startswith("/etc/nginx/conf.d/")
     assert "server app:8000" in (ROOT / "deploy" / source).read_text()  # the compose service's name and port
     assert db["image"].startswith("postgres:15")
 
@@ -102,8 +107,9 @@ def test_the_kubernetes_manifests_pass_the_api_schemas():
 
 def test_the_schema_check_catches_a_mistake(tmp_path):
     broken = tmp_path / "deployment.yaml"
-    broken.write_text((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text()
-                      .replace("readinessProbe:", "readynessProbe:"))
+    broken.write_text(
+        (ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text().replace("readinessProbe:", "readynessProbe:")
+    )
     assert validate(broken).returncode != 0
 
 
@@ -122,4 +128,5 @@ def test_the_pods_are_probed_and_configured_from_the_secret():
 @pytest.mark.parametrize("manifest", KUBERNETES, ids=lambda p: p.name)
 def test_every_manifest_is_one_named_resource(manifest):
     docs = list(yaml.safe_load_all(manifest.read_text()))
-    assert len(docs) == 1 and docs[0]["metadata"]["name"] == "digits"
+    assert len(docs) == 1
+    assert docs[0]["metadata"]["name"] == "digits"

@@ -1,5 +1,6 @@
 """Users' corrections: recorded through the API and the page, stored safely, and learned from."""
 
+import contextlib
 import http.client
 import io
 import json
@@ -7,12 +8,10 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from conftest import ROOT, encode, free_port
+from conftest import ROOT, encode, form_prediction_id, free_port
 from feedback import FeedbackStore, PredictionIds, Seen, load_secret
 from main import app
 
@@ -51,23 +50,38 @@ def test_correction_round_trip_through_the_api(fresh_client, db_url, seven_png):
     p = fresh_client.post("/predict", files={"file": ("seven.png", seven_png, "image/png")}).json()
     r = fresh_client.post("/feedback", json={"prediction_id": p["prediction_id"], "label": 1})
     assert r.status_code == 201
-    assert r.json()["predicted"] == p["digit"] and r.json()["label"] == 1
+    assert r.json()["predicted"] == p["digit"]
+    assert r.json()["label"] == 1
     [row] = rows(db_url)
-    assert row["label"] == 1 and row["predicted"] == 7
+    assert row["label"] == 1
+    assert row["predicted"] == 7
     assert row["prediction_id"] == fresh_client.app.state.ids.read(p["prediction_id"]).key
     assert row["confidence"] == pytest.approx(p["confidence"])
     assert row["model_sha256"] == fresh_client.get("/model").json()["sha256"]
     assert Image.open(io.BytesIO(row["image_png"])).size == (28, 28)  # what the model saw, not the upload
-    assert set(row) == {"id", "prediction_id", "image_png", "predicted", "confidence", "label", "model_sha256",
-                        "created_at"}  # no client address, no original file
+    assert set(row) == {
+        "id",
+        "prediction_id",
+        "image_png",
+        "predicted",
+        "confidence",
+        "label",
+        "model_sha256",
+        "created_at",
+    }  # no client address, no original file
     stats = fresh_client.get("/feedback/stats").json()
-    assert stats["total"] == 1 and stats["by_label"]["1"] == 1 and stats["by_predicted"]["7"] == 1
+    assert stats["total"] == 1
+    assert stats["by_label"]["1"] == 1
+    assert stats["by_predicted"]["7"] == 1
 
 
 def test_a_second_click_replaces_the_label(fresh_client, db_url, seven_png):
     p = fresh_client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"}).json()
     for label in (1, 2):
-        assert fresh_client.post("/feedback", json={"prediction_id": p["prediction_id"], "label": label}).status_code == 201
+        assert (
+            fresh_client.post("/feedback", json={"prediction_id": p["prediction_id"], "label": label}).status_code
+            == 201
+        )
     assert [r["label"] for r in rows(db_url)] == [2]
 
 
@@ -82,21 +96,24 @@ def test_correction_round_trip_through_the_page(fresh_client, db_url, seven_png)
     page = fresh_client.post("/upload", files={"file": ("seven.png", seven_png, "image/png")})
     assert page.status_code == 200
     assert "Wrong? The right digit is:" in page.text
-    prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', page.text).group(1)
+    prediction_id = form_prediction_id(page.text)
     thanks = fresh_client.post("/upload/feedback", data={"prediction_id": prediction_id, "label": "4"})
     assert thanks.status_code == 201
     assert "<strong>4</strong>" in thanks.text
     assert [r["label"] for r in rows(db_url)] == [4]
 
 
-@pytest.mark.parametrize("body, status, hint", [
-    ({"prediction_id": "0" * 32, "label": 3}, 400, "not issued by this service"),
-    ({"prediction_id": "x" * 5000, "label": 3}, 422, "at most 4096 characters"),
-    ({"prediction_id": "x", "label": 10}, 422, "less than or equal to 9"),
-    ({"prediction_id": "x", "label": -1}, 422, "greater than or equal to 0"),
-    ({"prediction_id": "x", "label": "seven"}, 422, "valid integer"),
-    ({"label": 3}, 422, "Field required"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "hint"),
+    [
+        ({"prediction_id": "0" * 32, "label": 3}, 400, "not issued by this service"),
+        ({"prediction_id": "x" * 5000, "label": 3}, 422, "at most 4096 characters"),
+        ({"prediction_id": "x", "label": 10}, 422, "less than or equal to 9"),
+        ({"prediction_id": "x", "label": -1}, 422, "greater than or equal to 0"),
+        ({"prediction_id": "x", "label": "seven"}, 422, "valid integer"),
+        ({"label": 3}, 422, "Field required"),
+    ],
+)
 def test_bad_corrections_are_4xx(fresh_client, db_url, body, status, hint):
     r = fresh_client.post("/feedback", json=body)
     assert r.status_code == status
@@ -111,14 +128,18 @@ def predict_id(client: TestClient, png: bytes) -> str:
 
 
 def flip(text: str, i: int) -> str:
-    return text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:]
+    return text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1 :]
 
 
 def test_a_tampered_id_is_refused_and_nothing_is_stored(fresh_client, db_url, seven_png):
     prediction_id = predict_id(fresh_client, seven_png)
     # The payload (its digit, its image), the time, the signature, and the id cut short.
-    for bad in (flip(prediction_id, 10), flip(prediction_id, len(prediction_id) - 30), flip(prediction_id, -1),
-                prediction_id[:-5]):
+    for bad in (
+        flip(prediction_id, 10),
+        flip(prediction_id, len(prediction_id) - 30),
+        flip(prediction_id, -1),
+        prediction_id[:-5],
+    ):
         r = fresh_client.post("/feedback", json={"prediction_id": bad, "label": 3})
         assert r.status_code == 400, bad
         assert "not issued by this service" in r.json()["detail"]
@@ -151,7 +172,8 @@ def test_an_expired_prediction_can_no_longer_be_corrected(db_url, monkeypatch, s
         time.sleep(2.1)  # the signed time has a resolution of one second
         r = c.post("/feedback", json={"prediction_id": prediction_id, "label": 1})
     assert r.status_code == 404
-    assert "expired" in r.json()["detail"] and "taken for 1 s after" in r.json()["detail"]
+    assert "expired" in r.json()["detail"]
+    assert "taken for 1 s after" in r.json()["detail"]
     assert rows(db_url) == []
 
 
@@ -170,7 +192,8 @@ def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
     path = tmp_path / "data" / "prediction_secret"
     with multiprocessing.get_context("spawn").Pool(8) as pool:
         secrets = pool.map(secret_of, [str(path)] * 8)
-    assert len(set(secrets)) == 1 and len(secrets[0]) >= 32
+    assert len(set(secrets)) == 1
+    assert len(secrets[0]) >= 32
     assert path.stat().st_mode & 0o777 == 0o600
     assert [f.name for f in path.parent.iterdir()] == ["prediction_secret"]  # no temporary files left
 
@@ -178,8 +201,13 @@ def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
 def start_server(db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url}
-    proc = subprocess.Popen([sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(300):
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -210,8 +238,12 @@ def correct_many(port: int, png: bytes, n: int, acknowledged=None) -> int:
         status, body = post(port, "/predict", png, "image/png")
         assert status == 200
         prediction_id = json.loads(body)["prediction_id"]
-        status, _ = post(port, "/feedback", json.dumps({"prediction_id": prediction_id, "label": i % 10}).encode(),
-                         "application/json")
+        status, _ = post(
+            port,
+            "/feedback",
+            json.dumps({"prediction_id": prediction_id, "label": i % 10}).encode(),
+            "application/json",
+        )
         assert status == 201
         done += 1
         if acknowledged is not None:
@@ -258,10 +290,8 @@ def test_killed_during_writes_the_database_stays_intact(tmp_path, seven_png):
     acknowledged: list[str] = []
 
     def until_killed() -> None:
-        try:
+        with contextlib.suppress(OSError, http.client.HTTPException):  # the server is gone mid-request
             correct_many(port, seven_png, 10_000, acknowledged)
-        except (OSError, http.client.HTTPException):
-            pass  # the server is gone mid-request
 
     writer = threading.Thread(target=until_killed)
     writer.start()
@@ -296,22 +326,25 @@ def synthetic_corrections(url: str, mnist_test, n: int = 300) -> None:
 
 def run_train(*args: str, env_url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": env_url}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_retraining_moves_the_model_toward_the_corrections(tmp_path, mnist_test):
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     synthetic_corrections(url, mnist_test)
     out = tmp_path / "tuned.safetensors"
-    r = run_train("--feedback", "--epochs", "1", "--subset", "10000", "--quiet", "--no-report", "--out", str(out),
-                  env_url=url)
+    r = run_train(
+        "--feedback", "--epochs", "1", "--subset", "10000", "--quiet", "--no-report", "--out", str(out), env_url=url
+    )
     assert r.returncode == 0, r.stderr
     found = re.search(r"held-out corrections: ([\d.]+)% -> ([\d.]+)%", r.stdout)
     assert found, r.stdout
     before, after = map(float, found.groups())
     assert after > before + 20
     mnist = re.search(r"MNIST test: ([\d.]+)% -> ([\d.]+)%", r.stdout)
+    assert mnist, r.stdout
     assert float(mnist.group(2)) > 98.5
 
 
@@ -328,7 +361,8 @@ def test_export_in_mnist_layout(tmp_path, mnist_test):
     assert r.returncode == 0, r.stderr
     images = read_image_file(str(tmp_path / "out" / "feedback-images-idx3-ubyte"))
     labels = read_label_file(str(tmp_path / "out" / "feedback-labels-idx1-ubyte"))
-    assert images.shape == (12, 28, 28) and labels.tolist() == [1] * 12
+    assert images.shape == (12, 28, 28)
+    assert labels.tolist() == [1] * 12
 
 
 def store_writes(url: str, start: int, n: int) -> None:

@@ -6,6 +6,8 @@ import socket
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from PIL import Image
 
 from conftest import ROOT, SERVER_TIMEOUT_S, encode
 from main import app
+from report import phone_photo
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +74,6 @@ def line_strip() -> bytes:
     return encode(a)
 
 
-def phone_photo(seven: np.ndarray) -> bytes:
-    """Grey paper, a big dark 7 off-centre, sensor noise: a 4000x3000 colour JPEG."""
-    page = np.full((3000, 4000), 190.0)
-    ink = np.asarray(Image.fromarray(seven).resize((1800, 1800), Image.Resampling.BICUBIC), dtype=np.float64) / 255
-    page[700:2500, 1500:3300] -= 160 * ink
-    page += np.random.default_rng(3).normal(0, 6, page.shape)
-    return encode(Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
-
-
 def noise() -> bytes:
     return encode(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
 
@@ -90,14 +84,18 @@ CORPUS = [
     ("random bytes", lambda s: np.random.default_rng(1).bytes(4096), 400),
     ("text", lambda s: b"seven\n" * 20, 400),
     ("html", lambda s: b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", 400),
-    ("svg", lambda s: b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><text y="20">7</text></svg>', 400),
+    (
+        "svg",
+        lambda s: b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><text y="20">7</text></svg>',
+        400,
+    ),
     ("pdf", lambda s: b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n", 400),
     ("png cut after the signature", lambda s: encode(s)[:8], 400),
     ("png cut inside the header", lambda s: encode(s)[:20], 400),
     ("png cut inside the pixels", lambda s: encode(big_seven(s))[:-200], 400),
     ("png cut before the end chunk", lambda s: encode(big_seven(s))[:-12], 7),  # every pixel is there
     ("png with a bad crc", png_with_bad_crc, 400),
-    ("jpeg cut in half", lambda s: (lambda d: d[:len(d) // 2])(encode(big_seven(s), "JPEG")), 400),
+    ("jpeg cut in half", lambda s: (lambda d: d[: len(d) // 2])(encode(big_seven(s), "JPEG")), 400),
     ("gif header only", lambda s: b"GIF89a\x1c\x00\x1c\x00", 400),
     ("1x1 pixel", lambda s: encode(Image.new("L", (1, 1), 0)), 422),
     ("1x5000 strip", lambda s: line_strip(), 1),
@@ -132,9 +130,10 @@ def client():
 @pytest.fixture(scope="module")
 def disk_writes():
     """Every temp file opened and every new file under the project or /tmp while the corpus runs."""
+
     def snapshot() -> set[str]:
         skip = (".venv", "__pycache__", ".pytest_cache", "out", ".git", ".hypothesis")
-        found = set()
+        found: set[str] = set()
         for top in (ROOT, tempfile.gettempdir()):
             for path, dirs, files in os.walk(top):
                 dirs[:] = [d for d in dirs if d not in skip and not d.startswith("pytest-")]
@@ -144,9 +143,16 @@ def disk_writes():
     before = snapshot()
     opened = []
     patch = pytest.MonkeyPatch()
+
+    def spy(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            opened.append(name)
+            return original(*args, **kwargs)
+
+        return recorded
+
     for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
-        original = getattr(tempfile, name)
-        patch.setattr(tempfile, name, lambda *a, _o=original, _n=name, **k: (opened.append(_n), _o(*a, **k))[1])
+        patch.setattr(tempfile, name, spy(name, getattr(tempfile, name)))
     yield opened
     patch.undo()
     assert snapshot() - before == set()
@@ -156,7 +162,8 @@ def check(r, expected) -> None:
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         detail = r.json()["detail"]
-        assert isinstance(detail, str) and len(detail) > 15, detail
+        assert isinstance(detail, str), detail
+        assert len(detail) > 15, detail
     if isinstance(expected, int) and expected >= 400:
         assert r.status_code == expected, r.text
     elif expected is not None:
@@ -164,7 +171,7 @@ def check(r, expected) -> None:
         assert r.json()["digit"] == expected
 
 
-@pytest.mark.parametrize("name, make, expected", CORPUS, ids=[c[0] for c in CORPUS])
+@pytest.mark.parametrize(("name", "make", "expected"), CORPUS, ids=[c[0] for c in CORPUS])
 def test_corpus_multipart(client, disk_writes, seven, name, make, expected):
     data = make(seven)
     start = time.perf_counter()
@@ -174,7 +181,7 @@ def test_corpus_multipart(client, disk_writes, seven, name, make, expected):
         assert time.perf_counter() - start < 1, "refused before its 400 megapixels were decoded"
 
 
-@pytest.mark.parametrize("name, make, expected", CORPUS[::3], ids=[c[0] for c in CORPUS[::3]])
+@pytest.mark.parametrize(("name", "make", "expected"), CORPUS[::3], ids=[c[0] for c in CORPUS[::3]])
 def test_corpus_raw_body(client, disk_writes, seven, name, make, expected):
     expected = 422 if name == "zero bytes" else expected  # an empty raw body is a missing image, not a broken one
     check(client.post("/predict", content=make(seven), headers={"Content-Type": "image/png"}), expected)
@@ -192,21 +199,33 @@ def test_corpus_as_one_batch(client, disk_writes, seven):
 
 
 BAD_REQUESTS = [
-    ("body over the limit", dict(content=b"\0" * (10 * 1024 * 1024 + 1), headers={"Content-Type": "image/png"}), 413),
-    ("wrong content type", dict(content=b"{}", headers={"Content-Type": "application/json"}), 415),
-    ("form-urlencoded", dict(content=b"file=7", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),
-    ("no content type", dict(content=b"\x00\x01garbage"), 400),
-    ("missing field", dict(files={"picture": ("a.png", b"x", "image/png")}), 422),
-    ("field without a file", dict(data={"file": "seven"}, files={"other": ("a", b"x")}), 422),
-    ("multipart without a boundary", dict(content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}), 400),
-    ("multipart never closed", dict(content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc',
-                                    headers={"Content-Type": "multipart/form-data; boundary=b"}), 422),
-    ("multipart header garbage", dict(content=b"--b\r\n\x00\x01\x02\r\n\r\n--b--\r\n",
-                                      headers={"Content-Type": "multipart/form-data; boundary=b"}), 400),
+    ("body over the limit", {"content": b"\0" * (10 * 1024 * 1024 + 1), "headers": {"Content-Type": "image/png"}}, 413),
+    ("wrong content type", {"content": b"{}", "headers": {"Content-Type": "application/json"}}, 415),
+    ("form-urlencoded", {"content": b"file=7", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 415),
+    ("no content type", {"content": b"\x00\x01garbage"}, 400),
+    ("missing field", {"files": {"picture": ("a.png", b"x", "image/png")}}, 422),
+    ("field without a file", {"data": {"file": "seven"}, "files": {"other": ("a", b"x")}}, 422),
+    ("multipart without a boundary", {"content": b"--x\r\n", "headers": {"Content-Type": "multipart/form-data"}}, 400),
+    (
+        "multipart never closed",
+        {
+            "content": b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc',
+            "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+        },
+        422,
+    ),
+    (
+        "multipart header garbage",
+        {
+            "content": b"--b\r\n\x00\x01\x02\r\n\r\n--b--\r\n",
+            "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+        },
+        400,
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, kwargs, status", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+@pytest.mark.parametrize(("name", "kwargs", "status"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_requests(client, disk_writes, name, kwargs, status):
     r = client.post("/predict", **kwargs)
     assert r.status_code == status, r.text
@@ -225,11 +244,22 @@ def test_more_files_than_the_batch_limit(client, seven):
     assert "at most 256" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("filename", ["../../../../etc/passwd", "..\\..\\boot.ini", "<script>alert(1)</script>.png",
-                                      "数字の七.png", "sept\u0301.png", "\u202egnp.exe", "a" * 500])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "../../../../etc/passwd",
+        "..\\..\\boot.ini",
+        "<script>alert(1)</script>.png",
+        "数字の七.png",
+        "sept\u0301.png",
+        "\u202egnp.exe",
+        "a" * 500,
+    ],
+)
 def test_hostile_filenames_are_only_ever_displayed_escaped(client, disk_writes, seven, filename):
     r = client.post("/predict", files={"file": (filename, encode(seven), "image/png")})
-    assert r.status_code == 200 and r.json()["digit"] == 7
+    assert r.status_code == 200
+    assert r.json()["digit"] == 7
     page = client.post("/upload", files={"file": (filename, encode(seven), "image/png")})
     assert page.status_code == 200
     assert "<script>alert(1)" not in page.text
@@ -251,7 +281,7 @@ def raw_request(url: str, head: bytes, body: bytes, close_early: bool) -> bytes:
 
 
 def test_slowloris_upload_gets_408_from_the_real_server(server):
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
     start = time.monotonic()
     answer = raw_request(server, head, b"\x89PNG", close_early=False)
     assert answer.startswith(b"HTTP/1.1 408")
@@ -260,22 +290,30 @@ def test_slowloris_upload_gets_408_from_the_real_server(server):
 
 def test_incomplete_bodies_and_dropped_connections_leave_the_server_healthy(server, seven):
     png = encode(seven)
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
-            b"Content-Length: 5000\r\n\r\n")
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+        b"Content-Length: 5000\r\n\r\n"
+    )
     for _ in range(20):
-        raw_request(server, head, b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + png[:50],
-                    close_early=True)
+        raw_request(
+            server,
+            head,
+            b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + png[:50],
+            close_early=True,
+        )
     with urllib.request.urlopen(server + "/healthz", timeout=5) as r:
         assert r.status == 200
     request = urllib.request.Request(server + "/predict", data=png, headers={"Content-Type": "image/png"})
     with urllib.request.urlopen(request, timeout=5) as r:
-        assert r.status == 200 and b'"digit":7' in r.read()
+        assert r.status == 200
+        assert b'"digit":7' in r.read()
 
 
 def test_healthy_after_the_corpus(client, seven):
     assert client.get("/healthz").status_code == 200
     r = client.post("/predict", files={"file": ("seven.png", encode(seven), "image/png")})
-    assert r.status_code == 200 and r.json()["digit"] == 7
+    assert r.status_code == 200
+    assert r.json()["digit"] == 7
 
 
 def test_no_5xx_was_ever_counted(client):

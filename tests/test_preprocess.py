@@ -35,11 +35,15 @@ def bbox(x: np.ndarray) -> tuple[int, int]:
 
 def test_output_is_mnist_style():
     x = prep(encode(draw_one()))
-    assert x.shape == (28, 28) and x.dtype == np.float32
-    assert x.min() == 0 and x.max() == pytest.approx(1)
-    assert x[0].sum() == 0 and x[-1].sum() == 0  # a black frame around the digit, as in MNIST
+    assert x.shape == (28, 28)
+    assert x.dtype == np.float32
+    assert x.min() == 0
+    assert x.max() == pytest.approx(1)
+    assert x[0].sum() == 0
+    assert x[-1].sum() == 0
     h, w = bbox(x)
-    assert h == 20 and w <= 5  # the longer side fits 20 px and the aspect ratio is kept
+    assert h == 20
+    assert w <= 5
 
 
 def test_polarity_is_detected_both_ways():
@@ -54,7 +58,8 @@ def test_off_centre_digit_is_centred_by_mass():
     corner = draw_one(size=(600, 600), box=(20, 20, 60, 200))
     x = prep(encode(corner))
     cy, cx = centre_of_mass(x)
-    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+    assert abs(cy - 14) <= 1
+    assert abs(cx - 14) <= 1
 
 
 def test_small_digit_is_enlarged_to_20px():
@@ -90,7 +95,8 @@ def test_exif_orientation_is_honoured():
     x = prep(encode(stored, "JPEG", exif=exif, quality=95))
     h, w = bbox(x)
     assert (h, w) == bbox(prep(encode(upright, "JPEG", quality=95)))
-    assert w == 20 and h < 8
+    assert w == 20
+    assert h < 8
 
 
 def test_16_bit_greyscale():
@@ -119,11 +125,13 @@ def test_garbage_is_unreadable():
 def test_decompression_bomb_never_allocates_its_size(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(encode(Image.new("1", (20_000, 20_000))))
-    code = ("import resource, sys; from predict import decode, ImageTooLarge\n"
-            "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
-            "data = open(sys.argv[1], 'rb').read(); before = peak()\n"
-            "try: decode(data)\n"
-            "except ImageTooLarge: print(peak() - before)")
+    code = (
+        "import resource, sys; from predict import decode, ImageTooLarge\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+        "data = open(sys.argv[1], 'rb').read(); before = peak()\n"
+        "try: decode(data)\n"
+        "except ImageTooLarge: print(peak() - before)"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(bomb)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) < 20  # MB of peak memory added; decoding its pixels would take 400 MB
@@ -150,4 +158,5 @@ def test_thin_or_thick_pen_photo_under_uneven_light(pen):
     a += np.random.default_rng(0).normal(0, 5, a.shape)
     photo = encode(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
     prediction = Predictor().predict(photo)
-    assert prediction.digit == 0 and not prediction.uncertain
+    assert prediction.digit == 0
+    assert not prediction.uncertain

@@ -53,11 +53,14 @@ def rejection(predictor, mnist_test) -> dict:
     return report.rejection(predictor, images[rng.choice(len(images), 2000, replace=False)], rng)
 
 
-@pytest.mark.parametrize("name, min_flagged, min_auroc", [
-    ("Fashion-MNIST", 0.30, 0.90),
-    ("letters", 0.15, 0.85),
-    ("blank", 1.0, 0.99),
-])
+@pytest.mark.parametrize(
+    ("name", "min_flagged", "min_auroc"),
+    [
+        ("Fashion-MNIST", 0.30, 0.90),
+        ("letters", 0.15, 0.85),
+        ("blank", 1.0, 0.99),
+    ],
+)
 def test_things_that_are_not_digits_are_told_apart(rejection, name, min_flagged, min_auroc):
     result = rejection[name]
     assert result["flagged"] >= min_flagged, json.dumps(result)
@@ -67,7 +70,8 @@ def test_things_that_are_not_digits_are_told_apart(rejection, name, min_flagged,
 def test_model_endpoint_reports_the_recipe_and_headline_numbers(client):
     meta = client.get("/model").json()["metadata"]
     recipe = json.loads(meta["recipe"])
-    assert recipe["teacher_epochs"] > 0 and recipe["epochs"] > 0
+    assert recipe["teacher_epochs"] > 0
+    assert recipe["epochs"] > 0
     for key in ("temperature", "uncertain_below", "ece_before", "ece_after", "teacher_test_accuracy"):
         assert float(meta[key]) > 0
     assert "Fashion-MNIST" in json.loads(meta["rejection"])

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import ROOT, free_port
+from conftest import ROOT, form_prediction_id, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REPLICAS = 3
@@ -79,10 +79,14 @@ def nginx_config(workdir: Path, port: int, replica_ports: list[int]) -> str:
     assert n == 1, "deploy/nginx.conf no longer names its upstream as this test expects"
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("location / {", "location / {\n        add_header X-Upstream $upstream_addr always;")
-    temp = "".join(f"{kind}_temp_path {workdir}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return (f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log;\n"
-            f"events {{ worker_connections 1024; }}\n"
-            f"http {{\naccess_log off;\n{temp}{site}\n}}\n")
+    temp = "".join(
+        f"{kind}_temp_path {workdir}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"daemon off;\nworker_processes 1;\npid {workdir}/nginx.pid;\nerror_log {workdir}/error.log;\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{\naccess_log off;\n{temp}{site}\n}}\n"
+    )
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
@@ -114,15 +118,23 @@ def cluster(postgres_database) -> Iterator[Cluster]:
     replicas = []
     for i, port in enumerate(replica_ports):
         with open(workdir / f"replica{i}.log", "wb") as log:
-            replicas.append(subprocess.Popen([sys.executable, "serve.py", "--port", str(port), "--workers", "1"],
-                                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            replicas.append(
+                subprocess.Popen(
+                    [sys.executable, "serve.py", "--port", str(port), "--workers", "1"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     port = free_port()
     (workdir / "nginx.conf").write_text(nginx_config(workdir, port, replica_ports))
     with open(workdir / "nginx.log", "wb") as log:
-        nginx = subprocess.Popen([NGINX, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)],
-                                 stdout=log, stderr=subprocess.STDOUT)
+        nginx = subprocess.Popen(
+            [NGINX, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
-        for i, (p, proc) in enumerate(zip(replica_ports, replicas)):
+        for i, (p, proc) in enumerate(zip(replica_ports, replicas, strict=True)):
             wait_healthy(p, proc, workdir / f"replica{i}.log")
         wait_healthy(port, nginx, workdir / "error.log")
         yield Cluster(port, replicas, replica_ports, database)
@@ -145,7 +157,9 @@ def test_every_correction_lands_through_another_replica(cluster, seven_png):
         assert c.status == 201, c.body
         made.append(p.replica)
         taken.append(c.replica)
-    assert all(m != t for m, t in zip(made, taken))  # each correction reached a replica that didn't make it
+    assert all(
+        m != t for m, t in zip(made, taken, strict=True)
+    )  # each correction reached a replica that didn't make it
     assert len(set(made)) == REPLICAS
     stored = cluster.rows()
     assert len(stored) == before + 200
@@ -160,14 +174,24 @@ def test_the_page_works_behind_the_proxy(cluster, seven_png):
     for asset in assets:
         assert cluster.request("GET", asset).status == 200
     boundary = "digitsboundary"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"seven.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + seven_png + f"\r\n--{boundary}--\r\n".encode()
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="seven.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + seven_png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     result = cluster.request("POST", "/upload", form, f"multipart/form-data; boundary={boundary}")
     assert result.status == 200
     assert 'data-testid="result-digit">7<' in result.body.decode()
-    prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', result.body.decode()).group(1)
-    thanks = cluster.request("POST", "/upload/feedback", f"prediction_id={prediction_id}&label=4".encode(),
-                             "application/x-www-form-urlencoded")
+    prediction_id = form_prediction_id(result.body.decode())
+    thanks = cluster.request(
+        "POST",
+        "/upload/feedback",
+        f"prediction_id={prediction_id}&label=4".encode(),
+        "application/x-www-form-urlencoded",
+    )
     assert thanks.status == 201
     assert thanks.replica != result.replica
 

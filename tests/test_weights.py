@@ -48,14 +48,20 @@ def test_corrupt_file_with_a_matching_record(tmp_path):
     w = tmp_path / "w.safetensors"
     w.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     sha256_path(w).write_text(f"{file_sha256(w)}  w.safetensors\n")
-    with pytest.raises(WeightsError, match="is corrupt.*python train.py"):
+    with pytest.raises(WeightsError, match=r"is corrupt.*python train\.py"):
         Predictor(w)
 
 
 def test_server_does_not_start_without_weights(tmp_path):
     env = {**os.environ, "WEIGHTS_PATH": str(tmp_path / "gone.safetensors")}
-    r = subprocess.run([sys.executable, "-m", "uvicorn", "main:app", "--port", str(free_port())], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "main:app", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode != 0
     assert f"weights file {tmp_path / 'gone.safetensors'} is missing; run `python train.py`" in r.stderr
     assert "Application startup failed" in r.stderr

@@ -53,8 +53,13 @@ def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "WORKERS"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
-    proc = subprocess.Popen([sys.executable, "serve.py", "--port", str(port), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "serve.py", "--port", str(port), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return proc, port
 
 

@@ -28,8 +28,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
+
 import dataset
-from common import ROOT, digit_png, ensure_wrk, free_port, machine, median_spread, serve, wait_healthy, wrk
+from common import digit_png, ensure_wrk, free_port, machine, median_spread, serve, wait_healthy, wrk
 from report import phone_photo
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

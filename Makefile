@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
-.PHONY: run test lint train bench soak data debs clean
+.PHONY: run test lint claims train bench soak data debs clean
 
 run: $(STAMP)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
@@ -22,6 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+# Every figure the README states, measured again (python bench/claims.py --fast runs inside make test).
+claims: $(STAMP) $(MNIST) debs
+	$(BIN)/python bench/claims.py
 
 bench: $(STAMP) $(MNIST) debs
 	$(BIN)/python bench/bench.py

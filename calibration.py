@@ -54,6 +54,21 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     return sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, labels, bins))
 
 
+def test_figures(
+    test_logits: torch.Tensor, test_y: torch.Tensor, temperature: float, uncertain_below: float
+) -> dict[str, float]:
+    """What the weights record of the test set: accuracy, ECE before and after the temperature, share uncertain.
+
+    Computed the same way when training writes them and when `make claims` checks them."""
+    before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
+    return {
+        "test_accuracy": round(float((after.argmax(1) == test_y).float().mean()), 4),
+        "ece_before": round(expected_calibration_error(before, test_y), 5),
+        "ece_after": round(expected_calibration_error(after, test_y), 5),
+        "test_flagged_uncertain": round(float((after.max(1).values < uncertain_below).float().mean()), 4),
+    }
+
+
 def uncertain_threshold(probs: torch.Tensor, share: float = UNCERTAIN_SHARE) -> float:
     """The confidence below which `share` of these (validation) digits fall."""
     return float(torch.quantile(probs.max(1).values, share))

@@ -107,6 +107,21 @@ def non_digits(rng: np.random.Generator, n: int = 2000) -> dict[str, list[Image.
     return sets
 
 
+def served_figures(
+    predictor: Predictor, images: np.ndarray, labels: np.ndarray, seed: int, digits: int
+) -> dict[str, Any]:
+    """What the weights record of uploads: accuracy on test digits re-rendered as uploads, and how often
+    things that are not digits are flagged, on `digits` test digits drawn with `seed`.
+
+    The same draw when training writes the figures and when `make claims` checks them."""
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(images), min(digits, len(images)), replace=False)
+    return {
+        "uploaded_accuracy": uploaded_accuracy(predictor, images[sample], labels[sample]),
+        "rejection": rejection(predictor, images[sample], rng),
+    }
+
+
 def confidences(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
     """Calibrated confidence for each image, sent as a PNG upload; 0 where no digit is found at all."""
     results = predictor.predict_many([png(im) for im in images])

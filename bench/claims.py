@@ -1,0 +1,254 @@
+"""Every figure the README states, measured again and set beside the README and the weights' metadata.
+
+    python bench/claims.py           # or `make claims`: all of it, about 5 minutes on 2 cores
+    python bench/claims.py --fast    # the deterministic figures that need no training (make test runs these)
+
+Each figure has its tolerance beside it: "exact" means equal to the README's last printed digit, for what
+is deterministic on a CPU; a range for what varies from run to run. It prints a table and exits 1 when a
+figure that gates (everything but timings) disagrees with the README or the metadata. Figures too slow to
+re-run here (the default recipe, its three seeds, the serving benchmarks) are named in the README with
+the command and the commit that produced them.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
+
+import report
+import train
+from calibration import fit_temperature, test_figures, uncertain_threshold
+from predict import Predictor
+
+README = ROOT / "README.md"
+Metadata = dict[str, str]
+
+
+def recorded(key: str) -> Callable[[Metadata], float]:
+    return lambda meta: float(meta[key])
+
+
+def recorded_json(key: str, *path: str) -> Callable[[Metadata], float]:
+    def read(meta: Metadata) -> float:
+        value: Any = json.loads(meta[key])
+        for step in path:
+            value = value[step]
+        return float(value)
+
+    return read
+
+
+@dataclass(frozen=True)
+class Claim:
+    figure: str
+    patterns: tuple[str, ...]  # where the README states it: regexes with one group, the value as printed
+    measure: str  # the name of the measurement
+    metadata: Callable[[Metadata], float] | None = None  # the value the weights record, if they do
+    scale: float = 100  # README units per measured unit: 100 for a percentage
+    tolerance: float = 0  # in README units; 0 is exact, to the README's last digit
+    gates: bool = True  # timings are reported, never gating
+    slow: bool = False  # needs a training run
+
+
+def flagged(name: str, readme_row: str) -> list[Claim]:
+    """A row of the README's not-a-digit table: the share flagged, and the AUROC where it has one."""
+    claims = [
+        Claim(
+            f"{name}: flagged",
+            (rf"\| {readme_row} \| ([\d.]+)% \|",),
+            f"rejection.{name}.flagged",
+            recorded_json("rejection", name, "flagged"),
+        )
+    ]
+    if name != "MNIST test digits":
+        claims.append(
+            Claim(
+                f"{name}: AUROC",
+                (rf"\| {readme_row} \| [\d.]+% \| ([\d.]+) \|",),
+                f"rejection.{name}.auroc",
+                recorded_json("rejection", name, "auroc"),
+                scale=1,
+            )
+        )
+    return claims
+
+
+CLAIMS = [
+    Claim(
+        "test accuracy, shipped weights",
+        (r"\*\*test accuracy of the shipped weights\*\* \(seed 0\) \| \*\*([\d.]+)%",),
+        "test_accuracy",
+        recorded("test_accuracy"),
+    ),
+    Claim(
+        "validation accuracy, shipped weights", (r"\(validation ([\d.]+)%\)",), "val_accuracy", recorded("val_accuracy")
+    ),
+    Claim("temperature fitted on validation", (r"\(T = ([\d.]+)\)",), "temperature", recorded("temperature"), scale=1),
+    Claim(
+        "uncertain threshold, from validation",
+        (r"1% of validation digits fall under \(([\d.]+)\)",),
+        "uncertain_below",
+        recorded("uncertain_below"),
+        scale=1,
+    ),
+    Claim(
+        "ECE on test, before", (r"before → after the temperature \| ([\d.]+)% →",), "ece_before", recorded("ece_before")
+    ),
+    Claim(
+        "ECE on test, after",
+        (r"before → after the temperature \| [\d.]+% → ([\d.]+)%",),
+        "ece_after",
+        recorded("ece_after"),
+    ),
+    Claim(
+        "test digits flagged uncertain",
+        (r"\| test digits flagged uncertain \| ([\d.]+)%",),
+        "test_flagged_uncertain",
+        recorded("test_flagged_uncertain"),
+    ),
+    *[
+        Claim(
+            f"test digits as uploads: {style}",
+            (r"transparent canvas\) \| ([\d.]+)% each",),
+            f"uploaded_accuracy.{style}",
+            recorded_json("uploaded_accuracy", style),
+        )
+        for style in ("paper", "jpeg", "canvas")
+    ],
+    *flagged("MNIST test digits", "MNIST test digits"),
+    *flagged("Fashion-MNIST", r"Fashion-MNIST \(2,000\)"),
+    *flagged("letters", r"letters in \d+ installed fonts \(\d+; [^|]*"),
+    Claim(
+        "letters: images",
+        (r"letters in \d+ installed fonts \((\d+);",),
+        "rejection.letters.count",
+        recorded_json("rejection", "letters", "count"),
+        scale=1,
+    ),
+    *flagged("noise", r"noise \(200\)"),
+    *flagged("blank", r"blank and uniform images \(50\)"),
+    Claim(
+        "`train.py --fast`: test accuracy",
+        (
+            r"python train.py --fast +# no teacher: ([\d.]+)%",
+            r"\| `python train.py --fast` \(no teacher, 40 epochs\) \| ([\d.]+)%",
+            r"\| `python train.py --fast` / `python train.py`, whole runs \| [\d.]+ min to ([\d.]+)%",
+        ),
+        "fast_test_accuracy",
+        # Bit for bit the same on one CPU model and thread count; kernels differ between CPUs.
+        tolerance=0.15,
+        slow=True,
+    ),
+    Claim(
+        "`train.py --fast`: minutes, whole run",
+        (r"\| `python train.py --fast` \(no teacher, 40 epochs\) \| [\d.]+% in ([\d.]+) min",),
+        "fast_minutes",
+        scale=1,
+        tolerance=0.6,
+        gates=False,
+        slow=True,
+    ),
+]
+
+
+def measure_shipped() -> dict[str, float]:
+    """The shipped weights' figures, computed by the functions that training records them with."""
+    predictor = Predictor()
+    meta = predictor.metadata
+    recipe = json.loads(meta["recipe"])
+    data = train.load_data(
+        argparse.Namespace(seed=recipe["seed"], val_size=recipe["val_size"], subset=0), torch.device("cpu")
+    )
+    val_logits, test_logits = (
+        train.logits(predictor.model, data["val_x"]),
+        train.logits(predictor.model, data["test_x"]),
+    )
+    temperature = fit_temperature(val_logits, data["val_y"])
+    out: dict[str, float] = {
+        "val_accuracy": float((val_logits.argmax(1) == data["val_y"]).float().mean()),
+        "temperature": temperature,
+        "uncertain_below": uncertain_threshold(F.softmax(val_logits / temperature, 1)),
+        **test_figures(test_logits, data["test_y"], temperature, float(meta["uncertain_below"])),
+    }
+    images = (data["test_x"][:, 0].numpy() * 255).round().astype("uint8")
+    served = report.served_figures(predictor, images, data["test_y"].numpy(), recipe["seed"], 2000)
+    out |= {f"uploaded_accuracy.{style}": acc for style, acc in served["uploaded_accuracy"].items()}
+    for name, row in served["rejection"].items():
+        out |= {f"rejection.{name}.{k}": float(v) for k, v in row.items() if v is not None}
+    return out
+
+
+def measure_fast_run() -> dict[str, float]:
+    """One whole `python train.py --fast`, data loading to the written report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        cmd = [sys.executable, "train.py", "--fast", "--quiet", "--out", f"{tmp}/w.safetensors", "--report", f"{tmp}/r"]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        minutes = (time.perf_counter() - start) / 60
+    found = re.search(r"test accuracy ([\d.]+)%", out)
+    if found is None:
+        raise RuntimeError(f"train.py printed no test accuracy: {out[-500:]}")
+    return {"fast_test_accuracy": float(found.group(1)) / 100, "fast_minutes": minutes}
+
+
+def agrees(stated: str, value: float, tolerance: float) -> bool:
+    """Within the tolerance, or with none, within half a unit of the last digit printed: 53.35 reads as 53.4
+    or 53.3 alike, where float formatting would pick one."""
+    half_unit = 0.5 * 10 ** -len(stated.partition(".")[2])
+    return abs(value - float(stated)) <= (tolerance or half_unit) + 1e-9
+
+
+def check(claims: list[Claim], measured: dict[str, float], readme: str, meta: Metadata) -> tuple[list[str], bool]:
+    """The table's rows, and whether every gating figure agrees everywhere it is stated."""
+    rows, ok = [], True
+    for c in claims:
+        found = [re.search(p, readme) for p in c.patterns]
+        stated = {m.group(1) for m in found if m}
+        value = measured[c.measure] * c.scale
+        recorded = c.metadata(meta) * c.scale if c.metadata else None
+        good = len(stated) == 1 and all(m for m in found)
+        if good:
+            [text] = stated
+            good = agrees(text, value, c.tolerance) and (recorded is None or agrees(text, recorded, c.tolerance))
+        ok &= good or not c.gates
+        tolerance = f"±{c.tolerance:g}" if c.tolerance else "exact"
+        rows.append(
+            f"| {c.figure} | {' / '.join(sorted(stated)) or 'not found'} | "
+            f"{'' if recorded is None else f'{recorded:.4g}'} | {value:.4g} | {tolerance} | "
+            f"{'yes' if good else 'NO' if c.gates else 'no (timing)'} |"
+        )
+    return rows, ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fast", action="store_true", help="skip the figures that need a training run (default: off)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)  # the thread count the README's figures were measured with
+    claims = [c for c in CLAIMS if not (args.fast and c.slow)]
+    measured = measure_shipped()
+    if not args.fast:
+        measured |= measure_fast_run()
+    rows, ok = check(claims, measured, README.read_text(), Predictor().metadata)
+    print("| figure | README | weights' metadata | measured | tolerance | agrees |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    print("every figure agrees" if ok else "some figures disagree: fix the README, or `python train.py --remeasure`")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """Turn any uploaded image into a 28x28 MNIST-style input, and predict its digit.
 
     python predict.py seven.png photo.jpg    # one line per file: path, digit, confidence
-    python predict.py --json *.png           # JSON lines
+    python predict.py scans/ --format csv    # every image under a folder, on every core: CSV (or jsonl)
 
 People upload photos and scans of dark ink on light paper, screenshots and
 canvas drawings with transparent backgrounds, rarely a white-on-black 28x28
@@ -13,20 +13,25 @@ Training and serving share normalize() and these constants, so they can't drift.
 """
 
 import argparse
+import csv
 import hashlib
 import io
 import json
+import multiprocessing
+import os
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from model import MLP
 
@@ -349,43 +354,136 @@ class Predictor:
         return [p if isinstance(p, ImageError) else next(predictions) for p in prepared]
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+CHUNK = 256  # files a worker reads and classifies as one batch: 256 ran 10% faster than 64, 20% than 16
+FIELDS = ["path", "digit", "confidence", "uncertain", "error"]  # the CSV columns
+
+_worker: Predictor | None = None  # the model, in each worker process
+
+
+def image_paths(args: list[Path]) -> list[Path]:
+    """Files as given, and every image under a folder, recursively, in sorted order."""
+    paths: list[Path] = []
+    for arg in args:
+        if arg.is_dir():
+            paths += sorted(f for f in arg.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        else:
+            paths.append(arg)
+    return paths
+
+
+def read_files(predictor: Predictor, paths: list[Path]) -> list[dict[str, Any]]:
+    """One record per file: its digit and confidence, or why it couldn't be read."""
+    uploads: list[bytes] = []
+    errors: dict[int, str] = {}
+    for i, path in enumerate(paths):
+        try:
+            uploads.append(path.read_bytes())
+        except OSError as e:
+            errors[i] = e.strerror or str(e)
+            uploads.append(b"")
+    results = predictor.predict_many(uploads)
+    records: list[dict[str, Any]] = []
+    for i, (path, r) in enumerate(zip(paths, results, strict=True)):
+        if i in errors or isinstance(r, ImageError):
+            records.append({"path": str(path), "error": errors.get(i, str(r))})
+        else:
+            records.append(
+                {
+                    "path": str(path),
+                    "digit": r.digit,
+                    "confidence": round(r.confidence, 4),
+                    "uncertain": r.uncertain,
+                    "probabilities": r.probabilities,
+                }
+            )
+    return records
+
+
+@dataclass
+class Chunk:
+    """A run of files, read and written out by one worker: the main process only prints, in order."""
+
+    paths: list[Path]
+    fmt: str
+
+
+def format_records(records: list[dict[str, Any]], fmt: str) -> tuple[str, str]:
+    """The records as text for stdout, and for text format the errors for stderr."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in records), ""
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.DictWriter(buf, FIELDS, extrasaction="ignore", lineterminator="\n").writerows(records)
+        return buf.getvalue(), ""
+    good = "".join(f"{r['path']}: {r['digit']} ({r['confidence']:.1%})\n" for r in records if "error" not in r)
+    return good, "".join(f"{r['path']}: error: {r['error']}\n" for r in records if "error" in r)
+
+
+def _start_worker() -> None:
+    torch.set_num_threads(1)  # the processes share the cores; threads inside each would only contend
+
+
+def read_chunk(chunk: Chunk) -> tuple[str, str, int]:
+    """What a chunk prints to stdout and to stderr, and how many of its files failed."""
+    assert _worker is not None, "no model in this process"
+    records = read_files(_worker, chunk.paths)
+    out, errors = format_records(records, chunk.fmt)
+    return out, errors, sum("error" in r for r in records)
+
+
+def read_all(paths: list[Path], fmt: str, predictor: Predictor, workers: int) -> Iterator[tuple[str, str, int]]:
+    """Each chunk's output, in order, from `workers` processes; memory holds a few chunks, not the run."""
+    global _worker
+    _worker = predictor
+    chunks = [Chunk(paths[i : i + CHUNK], fmt) for i in range(0, len(paths), CHUNK)]
+    workers = min(workers, len(chunks))
+    if workers <= 1:
+        _start_worker()
+        yield from map(read_chunk, chunks)
+        return
+    # Forked, as PyTorch's DataLoader forks its workers: each starts at once with the model already
+    # loaded (shared copy-on-write), where spawned ones would each import torch again, about 1.5 s.
+    with multiprocessing.get_context("fork").Pool(workers, _start_worker) as pool:
+        yield from pool.imap(read_chunk, chunks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="+", type=Path, help="image files to read")
-    parser.add_argument("--json", action="store_true", help="print JSON lines instead of text (default: off)")
+    parser.add_argument("images", nargs="+", type=Path, help="image files, or folders to read recursively")
+    parser.add_argument(
+        "--format",
+        choices=["text", "jsonl", "csv"],
+        default="text",
+        help="one line per file: 'path: digit (confidence)', JSON lines, or CSV (default: text)",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format jsonl (default: off)")
+    cores = len(os.sched_getaffinity(0))
+    parser.add_argument(
+        "--workers", type=int, default=cores, help=f"processes reading the files (default: one per core, {cores} here)"
+    )
     parser.add_argument(
         "--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights file (default: weights/mnist_mlp.safetensors)"
     )
     args = parser.parse_args()
+    fmt = "jsonl" if args.json else args.format
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     try:
         predictor = Predictor(args.weights)
     except WeightsError as e:
         sys.exit(f"error: {e}")
+    paths = image_paths(args.images)
+    if fmt == "csv":
+        print(",".join(FIELDS))
     failed = 0
-    for path in args.images:
-        try:
-            p = predictor.predict(path.read_bytes())
-        except (OSError, ImageError) as e:
-            failed += 1
-            message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            if args.json:
-                print(json.dumps({"path": str(path), "error": message}))
-            else:
-                print(f"{path}: error: {message}", file=sys.stderr)
-            continue
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "digit": p.digit,
-                        "confidence": round(p.confidence, 4),
-                        "probabilities": p.probabilities,
-                    }
-                )
-            )
-        else:
-            print(f"{path}: {p.digit} ({p.confidence:.1%})")
+    # On a terminal only (disable=None): a bar in a log or a pipe would be noise.
+    with tqdm(total=len(paths), unit="file", disable=None) as bar:
+        for text, errors, bad in read_all(paths, fmt, predictor, args.workers):
+            sys.stdout.write(text)
+            sys.stderr.write(errors)
+            failed += bad
+            bar.update(min(CHUNK, bar.total - bar.n))
     sys.exit(1 if failed else 0)
 
 

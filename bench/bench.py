@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
 import dataset
 from common import digit_png, ensure_wrk, free_port, machine, median_spread, serve, wait_healthy, wrk
+from predict import CHUNK, Predictor, read_files
 from report import phone_photo
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -107,6 +108,67 @@ Medians of {rounds} runs of {seconds} s. Goal: the default at least 1.8× one wo
 | workers | /predict requests/s | p50 | p99 | against one worker |
 | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
+"""
+
+
+def folder(rounds: int) -> str:
+    """The Folder section: `python predict.py DIR` on every core, against Predictor on one core in process."""
+
+    cores = len(os.sched_getaffinity(0))
+    images = dataset.load(train=False)[0].numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i, image in enumerate(images):
+            path = root / "scans" / f"{i // 1000}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path)
+        paths = sorted((root / "scans").rglob("*.png"))
+        for copy in range(10):  # 100,000 files for the memory reading: the same scans ten times over, linked
+            for path in paths:
+                link = root / "many" / str(copy) / path.relative_to(root / "scans")
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.hardlink_to(path)
+        torch.set_num_threads(1)
+        predictor = Predictor()
+        in_process, cli, steady = [], [], []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for i in range(0, len(paths), CHUNK):
+                read_files(predictor, paths[i : i + CHUNK])
+            in_process.append(len(paths) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            command = [sys.executable, "predict.py", str(root / "scans"), "--format", "jsonl"]
+            with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE) as proc:
+                assert proc.stdout is not None
+                proc.stdout.readline()
+                first = time.perf_counter()
+                lines = 1 + sum(1 for _ in proc.stdout)
+            end = time.perf_counter()
+            if proc.returncode or lines != len(paths):
+                raise RuntimeError(f"predict.py exited {proc.returncode} after {lines} of {len(paths)} lines")
+            cli.append(len(paths) / (end - start))
+            steady.append((lines - 1) / (end - first))
+        peak = {}
+        for name, n in (("scans", 10_000), ("many", 100_000)):
+            timed = ["/usr/bin/time", "-f", "%M", sys.executable, "predict.py", str(root / name), "--format", "csv"]
+            done = subprocess.run(timed, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            peak[n] = int(done.stderr.split()[-1]) / 1024
+    ratios = [c / (cores * i) for c, i in zip(cli, in_process, strict=True)]
+    steady_ratios = [c / (cores * i) for c, i in zip(steady, in_process, strict=True)]
+    return f"""## A folder of scans
+`python predict.py DIR --format jsonl` with its default of one worker per core ({cores} here) on 10,000
+MNIST test digits as PNG files, against `Predictor` reading the same files in process on one core, in
+chunks of 256 as each worker does. The command is timed whole (starting Python and importing torch, about
+1.5 s, included), and from its first line of output to its last. Goal: at least 0.8 × {cores} × the one-core
+rate. Medians of {rounds} rounds.
+
+| `Predictor`, 1 core, in process | `predict.py DIR`, whole | ratio | `predict.py DIR`, once started | ratio |
+| --- | --- | --- | --- | --- |
+| {fmt(in_process, " files/s")} | {fmt(cli, " files/s")} | **{fmt(ratios, "×", 2)}** | \
+{fmt(steady, " files/s")} | **{fmt(steady_ratios, "×", 2)}** |
+
+The command's peak memory (the main process, which orders and prints the results): {peak[10_000]:.0f} MB for
+10,000 files, {peak[100_000]:.0f} MB for 100,000.
 """
 
 
@@ -204,7 +266,6 @@ def threads(image: Path, rounds: int, seconds: int) -> list[str]:
 def in_process(repeats: int) -> tuple[list[str], float]:
     """Predictor: decode + preprocess per image, and the model forward per batch, on 28x28 PNGs.
     Also returns the median seconds per image at batch 1, everything included."""
-    from predict import Predictor
 
     torch.set_num_threads(1)  # as the server runs it
     predictor = Predictor()
@@ -314,16 +375,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (default: off)")
     parser.add_argument(
         "--only",
-        choices=["workers"],
+        choices=["workers", "folder"],
         help="measure only this section and replace it in RESULTS.md (default: every section)",
     )
     args = parser.parse_args()
     rounds, seconds, repeats = (2, 4, 3) if args.quick else (3, 10, 7)
     ensure_wrk()
     started = time.perf_counter()
-    if args.only == "workers":
+    if args.only:
         with tempfile.TemporaryDirectory() as tmp:
-            section = workers(digit_png(Path(tmp) / "seven.png"), rounds, seconds)
+            section = (
+                workers(digit_png(Path(tmp) / "seven.png"), rounds, seconds)
+                if args.only == "workers"
+                else folder(rounds)
+            )
         RESULTS.write_text(replace_section(RESULTS.read_text(), section))
         print(section)
         return
@@ -331,6 +396,7 @@ def main() -> None:
         image = digit_png(Path(tmp) / "seven.png")
         serving_runs, serving_rows = serving(image, rounds, seconds)
         workers_section = workers(image, rounds, seconds)
+        folder_section = folder(rounds)
         big_rows = big_inputs(repeats)
         batch_rows = batches(image, rounds, seconds)
         thread_rows = threads(image, rounds, seconds)
@@ -363,6 +429,7 @@ reference skips. In process, decoding, preprocessing and the forward pass of one
 access log and the hand-off to the inference thread.
 
 {workers_section}
+{folder_section}
 ## Photo-sized input
 One request at a time, raw body; Pillow's full decode of the same bytes alternates with it. Goal for the
 photo: /predict in under half the time of the full decode (JPEG draft mode decodes at 1/8 scale).

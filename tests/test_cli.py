@@ -1,9 +1,11 @@
+import csv
 import io
 import json
 import re
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from conftest import ROOT, encode
@@ -52,3 +54,44 @@ def test_bad_and_missing_files_are_reported_and_the_rest_still_run(tmp_path, sev
     assert re.fullmatch(rf"{good}: 7 \(\d+\.\d%\)", r.stdout.strip())
     assert f"{bad}: error: the file is not an image" in r.stderr
     assert f"{missing}: error: No such file" in r.stderr
+
+
+@pytest.fixture
+def scans(tmp_path, mnist_test):
+    """A folder of 150 digits in nested folders, with a damaged scan and a file that is no image at all."""
+    images, labels = mnist_test
+    expected = {}
+    for i in range(150):
+        path = tmp_path / "scans" / f"box{i % 3}" / ("deeper" if i % 2 else "") / f"{i:03}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(images[i]))
+        expected[str(path)] = int(labels[i])
+    (tmp_path / "scans" / "box1" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "scans" / "notes.txt").write_text("not a scan")
+    return tmp_path / "scans", expected
+
+
+def test_a_folder_as_csv_on_several_workers(scans):
+    folder, expected = scans
+    r = run(str(folder), "--format", "csv", "--workers", "2")
+    assert r.returncode == 1, r.stderr  # one file could not be read
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [row["path"] for row in rows] == sorted([*expected, str(folder / "box1" / "damaged.png")])
+    [damaged] = [row for row in rows if row["error"]]
+    assert damaged["path"].endswith("damaged.png")
+    assert "damaged or truncated" in damaged["error"] or "not an image" in damaged["error"]
+    read = {row["path"]: int(row["digit"]) for row in rows if not row["error"]}
+    assert read.keys() == expected.keys()
+    assert sum(read[p] == expected[p] for p in read) >= 148  # the model's own accuracy on these 150
+    good = [row for row in rows if not row["error"]]
+    assert all(0 < float(row["confidence"]) <= 1 for row in good)
+    assert {row["uncertain"] for row in good} <= {"True", "False"}
+
+
+def test_the_workers_change_nothing_but_the_speed(scans):
+    folder, _ = scans
+    one, two = (run(str(folder), "--format", "jsonl", "--workers", n) for n in ("1", "2"))
+    assert one.stdout == two.stdout
+    records = [json.loads(line) for line in one.stdout.splitlines()]
+    assert len(records) == 151
+    assert {"path", "digit", "confidence", "uncertain", "probabilities"} <= set(records[0])

@@ -41,10 +41,12 @@ from feedback import (
 )
 from observability import PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
 from predict import DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction, Predictor
+from segment import TooManyDigits, read_number
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
+SEVERAL_DIGITS = "the image seems to hold several digits; POST it to /predict/number to read the whole number"
 UPLOAD_HINT = (
     "send the image as multipart field 'file' (curl -F file=@digit.png) or as a raw image body "
     "(curl --data-binary @digit.png -H 'Content-Type: image/png')"
@@ -60,6 +62,7 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_batch_files: int = 256
+    max_number_digits: int = 32
     request_timeout_s: float = 30.0
     torch_threads: int = 1
     threadpool_size: int = 1
@@ -74,6 +77,7 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
             max_image_pixels=int(env.get("MAX_IMAGE_PIXELS", cls.max_image_pixels)),
             max_batch_files=int(env.get("MAX_BATCH_FILES", cls.max_batch_files)),
+            max_number_digits=int(env.get("MAX_NUMBER_DIGITS", cls.max_number_digits)),
             request_timeout_s=float(env.get("REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
             threadpool_size=int(env.get("THREADPOOL_SIZE", cls.threadpool_size)),
@@ -107,7 +111,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(
     title="Handwritten digit recognition",
-    description="A 784-256-128-10 MLP trained on MNIST. Upload a photo, scan or drawing of one digit.",
+    description="A 784-256-128-10 MLP trained on MNIST. Upload a photo, scan or drawing of one digit, or of a "
+    "whole number (/predict/number).",
     version="1.0.0",
     lifespan=lifespan,
 )
@@ -125,6 +130,23 @@ class PredictionOut(BaseModel):
         "signed, so any replica sharing PREDICTION_SECRET accepts it"
     )
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
+    hint: str | None = Field(None, description="set when the image seems to hold several digits")
+
+
+class NumberDigitOut(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    confidence: float = Field(ge=0, le=1)
+    probabilities: list[float] = Field(min_length=10, max_length=10)
+    uncertain: bool
+    box: list[int] = Field(min_length=4, max_length=4, description="x, y, width, height in the upload's pixels")
+    input_image: str = Field(description="the 28×28 image the model saw for this digit, as a base64-encoded PNG")
+
+
+class NumberOut(BaseModel):
+    number: str = Field(description="the digits, left to right")
+    digits: list[NumberDigitOut]
+    confidence: float = Field(ge=0, le=1, description="the probability that every digit is right")
+    uncertain: bool = Field(description="true when a digit, or where the digits were told apart, is doubtful")
 
 
 class BatchError(BaseModel):
@@ -171,7 +193,7 @@ class Upload:
     filename: str | None = None
 
 
-STATUS = {NoDigitFound: 422, ImageTooLarge: 413}
+STATUS = {NoDigitFound: 422, TooManyDigits: 422, ImageTooLarge: 413}
 
 
 def http_error(e: ImageError) -> HTTPException:
@@ -210,6 +232,7 @@ def to_out(request: Request, p: Prediction) -> PredictionOut:
     png = to_png(p.image)
     prediction_id = request.app.state.ids.issue(png, p.digit, p.confidence, request.app.state.predictor.sha256)
     return PredictionOut(
+        hint=SEVERAL_DIGITS if p.several else None,
         digit=p.digit,
         confidence=p.confidence,
         probabilities=p.probabilities,
@@ -376,6 +399,22 @@ def index() -> RedirectResponse:
 def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> PredictionOut:
     """Predict the digit in one image, sent as multipart field `file` or as the raw body."""
     return classify(request, upload)
+
+
+@app.post("/predict/number", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
+def predict_number(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> NumberOut:
+    """Read a whole number: every digit in one image, left to right, each with its box in the image."""
+    try:
+        reading = read_number(request.app.state.predictor, upload.data, request.app.state.settings.max_number_digits)
+    except ImageError as e:
+        raise http_error(e) from e
+    digits = [
+        NumberDigitOut(digit=d.prediction.digit, confidence=d.prediction.confidence,
+                       probabilities=d.prediction.probabilities, uncertain=d.prediction.uncertain, box=list(d.box),
+                       input_image=base64.b64encode(to_png(d.prediction.image)).decode("ascii"))
+        for d in reading.digits
+    ]  # fmt: skip
+    return NumberOut(number=reading.number, digits=digits, confidence=reading.confidence, uncertain=reading.uncertain)
 
 
 @app.post("/predict/batch", responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})

@@ -277,7 +277,7 @@ def in_process(repeats: int) -> tuple[list[str], float]:
         prep, forward, total = [], [], []
         for _ in range(repeats):
             start = time.perf_counter()
-            images = np.stack([predictor.prepare(u) for u in uploads])
+            images = np.stack([predictor.prepare(u)[0] for u in uploads])
             mid = time.perf_counter()
             predictor.classify(images)
             end = time.perf_counter()

@@ -1,0 +1,166 @@
+"""Whole numbers: test sets composed from MNIST's test digits, /predict/number, the hint on /predict, the CLI."""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, encode
+from predict import Predictor
+from segment import read_number
+
+STYLES = ("paper", "photo", "canvas")
+
+
+def ink_crop(digit: np.ndarray) -> np.ndarray:
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def compose(digits: list[np.ndarray], gaps: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Digits side by side at random sizes and baselines, ink bright on black; a negative gap overlaps them."""
+    parts = []
+    for d in digits:
+        crop, scale = ink_crop(d), rng.uniform(0.8, 1.2)
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        parts.append(np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR)))
+    height = max(p.shape[0] for p in parts) + 12
+    page = np.zeros((height + 16, sum(p.shape[1] for p in parts) + 16 + max(0, sum(gaps))), np.uint8)
+    x = 8
+    for part, gap in zip(parts, [*gaps, 0], strict=True):
+        y = 8 + int(rng.integers(0, height - part.shape[0] + 1))
+        window = page[y : y + part.shape[0], x : x + part.shape[1]]
+        np.maximum(window, part, out=window)
+        x += part.shape[1] + gap
+    return page[:, : x + 8]
+
+
+def render(page: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
+    """A composed number as people send one: ink on paper, a photo of it, or a drawing on a transparent canvas."""
+    h, w = page.shape
+    ink = np.asarray(Image.fromarray(page).resize((w * 4, h * 4), Image.Resampling.BICUBIC), np.float64) / 255
+    if style == "canvas":
+        rgba = np.zeros((*ink.shape, 4), np.uint8)
+        rgba[..., 3] = np.rint(ink * 255)
+        return encode(Image.fromarray(rgba))
+    if style == "photo":
+        light = 170 + 40 * np.linspace(0, 1, ink.shape[1])[None, :]
+        paper = light + rng.normal(0, 4, ink.shape) - 140 * ink
+        return encode(Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
+    return encode(Image.fromarray(np.rint(255 - 255 * ink).astype(np.uint8)))
+
+
+def number_set(
+    images: np.ndarray, labels: np.ndarray, touching: bool, n: int, seed: int
+) -> list[tuple[np.ndarray, str]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        idx = rng.choice(len(images), int(rng.integers(2, 7)), replace=False)
+        gaps = [int(rng.integers(-2, 1) if touching else rng.integers(3, 11)) for _ in idx[1:]]
+        out.append((compose(list(images[idx]), gaps, rng), "".join(map(str, labels[idx]))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor()
+
+
+def accuracy(predictor: Predictor, numbers: list[tuple[np.ndarray, str]], style: str) -> tuple[float, float]:
+    """The share of numbers read exactly, and of digits read right among numbers split into the right count."""
+    rng = np.random.default_rng(7)
+    exact, right, counted = 0, 0, 0
+    for page, truth in numbers:
+        read = read_number(predictor, render(page, style, rng), 32).number
+        exact += read == truth
+        if len(read) == len(truth):
+            right += sum(a == b for a, b in zip(read, truth, strict=True))
+            counted += len(truth)
+    return exact / len(numbers), right / max(counted, 1)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_numbers_whose_digits_stand_apart(predictor, mnist_test, style):
+    images, labels = mnist_test
+    exact, per_digit = accuracy(predictor, number_set(images, labels, touching=False, n=150, seed=1), style)
+    print(f"apart, {style}: {exact:.1%} exact, {per_digit:.2%} of digits")
+    assert exact >= 0.9
+    assert per_digit >= 0.98
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_numbers_whose_digits_touch(predictor, mnist_test, style):
+    images, labels = mnist_test
+    exact, per_digit = accuracy(predictor, number_set(images, labels, touching=True, n=150, seed=2), style)
+    print(f"touching, {style}: {exact:.1%} exact, {per_digit:.2%} of digits")
+    assert exact >= 0.15  # measured 19-20%, far from the goal of 85%: see the README
+    assert per_digit >= 0.9
+
+
+@pytest.fixture
+def three_digits(mnist_test) -> tuple[bytes, str, tuple[int, int]]:
+    images, labels = mnist_test
+    page = compose([images[i] for i in (0, 1, 2)], [8, 8], np.random.default_rng(0))
+    data = render(page, "paper", np.random.default_rng(0))
+    return data, "".join(map(str, labels[:3])), Image.open(io.BytesIO(data)).size
+
+
+def test_the_api_reads_a_number_with_boxes_in_the_upload(client, three_digits):
+    data, truth, (width, height) = three_digits
+    r = client.post("/predict/number", files={"file": ("number.png", data, "image/png")})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["number"] == truth
+    assert [d["digit"] for d in body["digits"]] == [int(c) for c in truth]
+    lefts = [d["box"][0] for d in body["digits"]]
+    assert lefts == sorted(lefts)
+    for d in body["digits"]:
+        x, y, w, h = d["box"]
+        assert 0 <= x < x + w <= width
+        assert 0 <= y < y + h <= height
+        assert Image.open(io.BytesIO(base64.b64decode(d["input_image"]))).size == (28, 28)
+    assert body["confidence"] == pytest.approx(np.prod([d["confidence"] for d in body["digits"]]))
+
+
+def test_predict_says_when_an_image_holds_several_digits(client, three_digits, seven_png):
+    data, _, _ = three_digits
+    several = client.post("/predict", content=data, headers={"Content-Type": "image/png"})
+    assert several.status_code == 200
+    assert several.json()["uncertain"] is True
+    assert "/predict/number" in several.json()["hint"]
+    one = client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"})
+    assert one.json()["hint"] is None
+
+
+def test_blank_and_too_many_digits_are_422(client, three_digits, monkeypatch):
+    blank = encode(np.full((60, 200), 255, np.uint8))
+    r = client.post("/predict/number", content=blank, headers={"Content-Type": "image/png"})
+    assert r.status_code == 422
+    assert "no digit found" in r.json()["detail"]
+    monkeypatch.setenv("MAX_NUMBER_DIGITS", "2")
+    from fastapi.testclient import TestClient
+
+    from main import app
+
+    with TestClient(app) as limited:
+        r = limited.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"})
+    assert r.status_code == 422
+    assert "over the limit of 2" in r.json()["detail"]
+
+
+def test_the_cli_reads_numbers(tmp_path, three_digits):
+    data, truth, _ = three_digits
+    path = tmp_path / "number.png"
+    path.write_bytes(data)
+    r = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--number", "--json", str(path)],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    assert record["number"] == truth
+    assert len(record["digits"]) == len(truth)

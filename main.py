@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -191,6 +191,7 @@ class ModelInfo(BaseModel):
 class Upload:
     data: bytes
     filename: str | None = None
+    number: bool = False  # the page's form asked to read a whole number
 
 
 STATUS = {NoDigitFound: 422, TooManyDigits: 422, ImageTooLarge: 413}
@@ -277,8 +278,8 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def file_parts(request: Request, field: str, max_files: int, too_many: HTTPException) -> list[UploadFile]:
-    """The files in a multipart field, parsed from the capped body in memory; more than max_files raises too_many."""
+async def multipart_form(request: Request, max_files: int, too_many: HTTPException) -> FormData:
+    """The multipart form, parsed from the capped body in memory; more than max_files files raises too_many."""
     body = await read_body(request)
 
     async def stream() -> AsyncGenerator[bytes]:
@@ -294,6 +295,10 @@ async def file_parts(request: Request, field: str, max_files: int, too_many: HTT
         if e.message.startswith("Too many files"):
             raise too_many from e
         raise HTTPException(400, detail=f"the multipart body is malformed ({e.message}); {UPLOAD_HINT}") from e
+    return form
+
+
+def files_in(form: FormData, field: str) -> list[UploadFile]:
     return [f for f in form.getlist(field) if isinstance(f, UploadFile)]
 
 
@@ -306,10 +311,11 @@ async def image_upload(request: Request) -> Upload:
     ctype = content_type(request)
     if ctype == "multipart/form-data":
         too_many = HTTPException(400, detail="send one file per request to /predict; use /predict/batch for several")
-        files = await file_parts(request, "file", 1, too_many)
+        form = await multipart_form(request, 1, too_many)
+        files = files_in(form, "file")
         if not files:
             raise HTTPException(422, detail=f"no file in the upload; {UPLOAD_HINT}")
-        return Upload(await files[0].read(), files[0].filename)
+        return Upload(await files[0].read(), files[0].filename, form.get("mode") == "number")
     if ctype.startswith("image/") or ctype in ("application/octet-stream", ""):
         body = await read_body(request)
         if not body:
@@ -326,7 +332,7 @@ async def batch_upload(request: Request) -> list[Upload]:
             415, detail="send the images as multipart, repeating field 'files' (curl -F files=@a.png -F files=@b.png)"
         )
     too_many = HTTPException(413, detail=f"at most {limit} files per batch; split the upload")
-    files = await file_parts(request, "files", limit, too_many)
+    files = files_in(await multipart_form(request, limit, too_many), "files")
     if not files:
         raise HTTPException(422, detail="no files in the upload; repeat multipart field 'files', one per image")
     return [Upload(await f.read(), f.filename) for f in files]
@@ -404,6 +410,10 @@ def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) 
 @app.post("/predict/number", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
 def predict_number(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> NumberOut:
     """Read a whole number: every digit in one image, left to right, each with its box in the image."""
+    return number_out(request, upload)
+
+
+def number_out(request: Request, upload: Upload) -> NumberOut:
     try:
         reading = read_number(request.app.state.predictor, upload.data, request.app.state.settings.max_number_digits)
     except ImageError as e:
@@ -447,6 +457,9 @@ def upload_result(
     try:
         if isinstance(upload, HTTPException):
             raise upload
+        if upload.number:
+            number = {"number": number_out(request, upload), "filename": upload.filename}
+            return templates.TemplateResponse(request, "number.html", number)
         prediction = classify(request, upload)
     except HTTPException as e:
         return templates.TemplateResponse(request, "upload.html", {"error": e.detail}, status_code=e.status_code)

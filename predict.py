@@ -303,7 +303,7 @@ def several_digits(x: np.ndarray) -> bool:
     """Whether the ink holds several digits side by side. Only ink wider than tall is looked at: single
     digits almost never are, and it spares most uploads the labelling (40 µs of a 28×28's 400)."""
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-    return cols.size > rows.size and len(_grouped(x)[1]) > 1
+    return cols[-1] - cols[0] > rows[-1] - rows[0] and len(_grouped(x)[1]) > 1
 
 
 @dataclass

@@ -7,7 +7,9 @@ const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
 const fileInput = $("file");
 const output = $("output");
+const workspace = $("workspace");
 let drawn = false;      // has the canvas any ink?
+let lastSent = null;    // the last image sent, to read it again as a number
 let latest = 0;         // only the newest request may paint the result
 let strokeTimer = null;
 
@@ -31,7 +33,24 @@ function clearResult() {
   $("confidence").textContent = "";
   $("probabilities").replaceChildren();
   $("seen").hidden = $("seen-caption").hidden = true;
+  $("crops").replaceChildren();
+  $("crops").hidden = $("as-number").hidden = true;
+  $("boxes").replaceChildren();
 }
+
+// --- one digit, or a whole number on a wide canvas ---
+const numberMode = () => document.querySelector('input[name="mode"]:checked').value === "number";
+
+function setMode() {
+  const wide = numberMode();
+  workspace.classList.toggle("wide", wide);
+  canvas.width = wide ? 1400 : 560;
+  canvas.height = wide ? 420 : 560;
+  clearTimeout(strokeTimer);
+  clearCanvas();
+  clearResult();
+}
+document.querySelectorAll('input[name="mode"]').forEach((input) => input.addEventListener("change", setMode));
 
 // --- drawing, with Pointer Events so mouse, touch and pen all work ---
 function point(e) {
@@ -46,7 +65,8 @@ canvas.addEventListener("pointerdown", (e) => {
   canvas.setPointerCapture(e.pointerId);
   clearTimeout(strokeTimer);
   last = point(e);
-  ctx.lineWidth = canvas.width / 14;   // about MNIST's stroke once scaled to 28 px
+  $("boxes").replaceChildren();
+  ctx.lineWidth = canvas.height / 14;   // about MNIST's stroke once a digit is scaled to 28 px
   ctx.lineCap = ctx.lineJoin = "round";
   ctx.strokeStyle = ctx.fillStyle = "#111";
   ctx.beginPath();
@@ -68,8 +88,9 @@ canvas.addEventListener("pointermove", (e) => {
 function endStroke() {
   if (!last) return;
   last = null;
-  // Predict once the hand pauses, so a two-stroke 7 isn't judged on its first stroke alone.
-  strokeTimer = setTimeout(predictCanvas, 350);
+  // Predict once the hand pauses, so a two-stroke 7 isn't judged on its first stroke alone; a number
+  // takes longer to write.
+  strokeTimer = setTimeout(predictCanvas, numberMode() ? 1200 : 350);
 }
 canvas.addEventListener("pointerup", endStroke);
 canvas.addEventListener("pointercancel", endStroke);
@@ -80,7 +101,7 @@ function predictCanvas() {
     showMessage("Draw a digit first.", "uncertain");
     return;
   }
-  canvas.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+  canvas.toBlob((blob) => send(blob, "drawing.png", true), "image/png");
 }
 
 // --- files: picker, drag and drop, paste ---
@@ -113,9 +134,10 @@ document.addEventListener("paste", (e) => {
   }
 });
 
-// --- talking to /predict ---
-async function send(blob, name) {
+// --- talking to /predict and /predict/number ---
+async function send(blob, name, onCanvas = false, asNumber = numberMode()) {
   const id = ++latest;
+  lastSent = { blob, name, onCanvas };
   const body = new FormData();
   body.append("file", blob, name);
   output.hidden = false;
@@ -123,7 +145,7 @@ async function send(blob, name) {
   $("status").textContent = "Reading…";
   let response, data;
   try {
-    response = await fetch("/predict", { method: "POST", body });
+    response = await fetch(asNumber ? "/predict/number" : "/predict", { method: "POST", body });
     data = await response.json();
   } catch (err) {
     if (id === latest) showMessage("Could not reach the server. Check your connection and try again.", "error");
@@ -138,7 +160,8 @@ async function send(blob, name) {
     showMessage(capitalize(detail) + ".", noDigit ? "uncertain" : "error");
     return;
   }
-  showPrediction(data);
+  if (asNumber) showNumber(data, onCanvas);
+  else showPrediction(data);
 }
 
 function capitalize(s) {
@@ -157,7 +180,11 @@ function showPrediction(p) {
   output.hidden = false;
   $("result-digit").textContent = p.digit;
   $("confidence").textContent = `${(p.confidence * 100).toFixed(1)}% sure`;
-  if (p.uncertain) {
+  if (p.hint) {
+    $("status").textContent = "This looks like several digits, not one.";
+    $("status").className = "status uncertain";
+    $("as-number").hidden = false;
+  } else if (p.uncertain) {
     $("status").textContent = `Not sure. It may not be a single, clear digit; ${p.digit} is only the best guess.`;
     $("status").className = "status uncertain";
   }
@@ -185,6 +212,57 @@ function showPrediction(p) {
   predictionId = p.prediction_id;
   $("feedback").hidden = false;
 }
+
+function showNumber(n, onCanvas) {
+  clearResult();
+  output.hidden = false;
+  $("result-digit").textContent = n.number;
+  $("confidence").textContent = `${(n.confidence * 100).toFixed(1)}% sure of the whole number`;
+  if (n.uncertain) {
+    $("status").textContent = `Not sure about every digit, or about where one ends and the next begins; ${n.number} is the best reading.`;
+    $("status").className = "status uncertain";
+  }
+  const crops = n.digits.map((d, i) => {
+    const li = document.createElement("li");
+    const img = document.createElement("img");
+    img.className = "seen";
+    img.src = "data:image/png;base64," + d.input_image;
+    img.alt = `Digit ${i + 1} as the model saw it, read as ${d.digit}`;
+    const digit = document.createElement("span");
+    digit.className = "crop-digit";
+    digit.textContent = d.digit;
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = `${Math.round(d.confidence * 100)}%`;
+    li.append(img, digit, value);
+    return li;
+  });
+  $("crops").replaceChildren(...crops);
+  $("crops").hidden = false;
+  if (onCanvas) drawBoxes(n.digits);
+}
+
+// Each digit's box, given in the drawing's pixels, over the canvas as it is shown.
+function drawBoxes(digits) {
+  const scale = canvas.clientWidth / canvas.width;
+  const boxes = digits.map((d) => {
+    const [x, y, w, h] = d.box;
+    const div = document.createElement("div");
+    div.style.left = `${canvas.clientLeft + x * scale}px`;
+    div.style.top = `${canvas.clientTop + y * scale}px`;
+    div.style.width = `${w * scale}px`;
+    div.style.height = `${h * scale}px`;
+    const label = document.createElement("span");
+    label.textContent = d.digit;
+    div.append(label);
+    return div;
+  });
+  $("boxes").replaceChildren(...boxes);
+}
+
+$("as-number").addEventListener("click", () => {
+  if (lastSent) send(lastSent.blob, lastSent.name, lastSent.onCanvas, true);
+});
 
 // --- "Wrong? The right digit is:" ---
 for (let d = 0; d < 10; d++) {

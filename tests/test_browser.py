@@ -5,10 +5,11 @@ import os
 import shutil
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from conftest import ROOT
+from conftest import ROOT, encode
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps dialling Google, and this machine's closed network refuses it.
@@ -173,3 +174,67 @@ def test_wrong_prediction_can_be_corrected_in_place(page):
     page.get_by_test_id("correct-7").click()
     expect(page.get_by_test_id("feedback-thanks")).to_have_text("Thank you! Recorded as 7.")
     expect(page.get_by_test_id("result-digit")).to_have_text("1")  # nothing reloaded
+
+
+# --- whole numbers, on the wide canvas (10:3): x fractions are of its width, y of its height ---
+
+
+def one(cx: float) -> list[list[tuple[float, float]]]:
+    return [line((cx, 0.15), (cx, 0.85))]
+
+
+def zero(cx: float, rx: float = 0.06) -> list[list[tuple[float, float]]]:
+    return [ellipse(cx, 0.5, rx, 0.33)]
+
+
+def seven(x0: float, x1: float) -> list[list[tuple[float, float]]]:
+    return [line((x0, 0.18), (x1, 0.18)), line((x1, 0.18), (x0 + 0.35 * (x1 - x0), 0.85))]
+
+
+def read_number(page: Page, *strokes: list[tuple[float, float]], expected: str) -> None:
+    page.get_by_test_id("mode-number").check()
+    draw(page, *strokes)
+    page.get_by_test_id("predict").click()
+    expect(page.get_by_test_id("result-digit")).to_have_text(expected, timeout=10_000)
+    expect(page.get_by_test_id("crops").locator("li")).to_have_count(len(expected))
+    expect(page.get_by_test_id("boxes").locator("div")).to_have_count(len(expected))
+
+
+def test_draw_a_two_digit_number(page):
+    read_number(page, *one(0.3), *zero(0.5), expected="10")
+    page.screenshot(path=str(SCREENSHOTS / "number.png"), full_page=True)
+
+
+def test_draw_a_three_digit_number_whose_zeros_touch(page):
+    # Zeros as wide as 0.9 of their height, touching: wider together than one digit ever is. Narrower
+    # touching digits are read as one (see the README).
+    read_number(page, *one(0.2), *zero(0.4, rx=0.09), *zero(0.58, rx=0.09), expected="100")
+
+
+def test_draw_a_five_digit_number(page):
+    strokes = [*one(0.1), *seven(0.18, 0.3), *zero(0.43), *one(0.58), *seven(0.66, 0.78)]
+    read_number(page, *strokes, expected="17017")
+
+
+def test_several_digits_drawn_as_one_are_offered_as_a_number(page):
+    draw(page, line((0.25, 0.3), (0.25, 0.7)), ellipse(0.6, 0.5, 0.15, 0.2))
+    page.get_by_test_id("predict").click()
+    expect(page.get_by_test_id("status")).to_contain_text("several digits")
+    page.get_by_test_id("as-number").click()
+    expect(page.get_by_test_id("result-digit")).to_have_text("10", timeout=10_000)
+
+
+def test_without_javascript_the_form_reads_numbers_too(browser, server, mnist_test):
+    images, labels = mnist_test
+    strip = np.concatenate([images[0], images[1], images[2]], axis=1)
+    number = encode(255 - np.kron(strip, np.ones((4, 4), np.uint8)))
+    context = browser.new_context(java_script_enabled=False, base_url=server)
+    page = context.new_page()
+    page.goto("/upload")
+    page.get_by_test_id("mode-number").check()
+    page.set_input_files("#file", files=[{"name": "number.png", "mimeType": "image/png", "buffer": number}])
+    page.locator("#submit").click()
+    page.wait_for_load_state()
+    expect(page.get_by_test_id("result-number")).to_have_text("".join(map(str, labels[:3])))
+    expect(page.get_by_test_id("crops").locator("li")).to_have_count(3)
+    context.close()

@@ -11,6 +11,7 @@ DATABASE_URL to share one PostgreSQL between replicas.
 import base64
 import binascii
 import hashlib
+import io
 import os
 import secrets
 import sqlite3
@@ -22,7 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from PIL import Image
 from sqlalchemy import (
     Column,
     DateTime,
@@ -49,7 +52,7 @@ DEFAULT_SECRET_FILE = DATA / "prediction_secret"
 MIN_SECRET_BYTES = 16
 
 # The schema's version, kept in the database: migrate() brings any older database up to it, step by step.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -65,7 +68,22 @@ corrections = Table(
     Column("model_sha256", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
-MIGRATIONS = {1: lambda conn: metadata.create_all(conn, tables=[corrections])}
+number_corrections = Table(
+    "number_corrections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", String(32), nullable=False, unique=True),
+    Column("crops_png", LargeBinary, nullable=False),  # the digits' 28x28 inputs side by side, as the model saw them
+    Column("predicted", String(64), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+MIGRATIONS = {
+    1: lambda conn: metadata.create_all(conn, tables=[corrections]),
+    2: lambda conn: metadata.create_all(conn, tables=[number_corrections]),
+}
 
 
 @dataclass(frozen=True)
@@ -73,10 +91,14 @@ class Seen:
     """A prediction as its id carries it: what a correction of it stores."""
 
     key: str  # unique per prediction, so that a second correction replaces the first
-    image_png: bytes
-    predicted: int
+    image_png: bytes  # the 28x28 input; for a number, its digits' inputs side by side, 28 high
+    predicted: int | str  # a digit, or a whole number's digits
     confidence: float
     model_sha256: str
+
+    @property
+    def number(self) -> bool:
+        return isinstance(self.predicted, str)
 
 
 class BadPredictionId(ValueError):
@@ -129,7 +151,7 @@ class PredictionIds:
             secret, salt="digits.prediction", signer_kwargs={"digest_method": hashlib.sha256}
         )
 
-    def issue(self, image_png: bytes, predicted: int, confidence: float, model_sha256: str) -> str:
+    def issue(self, image_png: bytes, predicted: int | str, confidence: float, model_sha256: str) -> str:
         return self._serializer.dumps(
             {
                 "k": uuid.uuid4().hex,
@@ -203,43 +225,58 @@ class FeedbackStore:
         self.engine = make_engine(url)
         migrate(self.engine)
 
-    def record(self, seen: Seen, label: int) -> int:
+    def record(self, seen: Seen, label: int | str) -> int:
         """Store a correction, or replace the label of an earlier one for the same prediction; returns its id.
 
         One upsert, so that the same correction replayed through two replicas at once still makes one row.
+        A whole number's correction keeps its digits' crops, its number read and its right number.
         """
+        table = number_corrections if seen.number else corrections
+        image = {"crops_png": seen.image_png} if seen.number else {"image_png": seen.image_png}
         row = (
             UPSERT_DIALECTS[self.engine.dialect.name]
-            .insert(corrections)
+            .insert(table)
             .values(
                 prediction_id=seen.key,
-                image_png=seen.image_png,
                 predicted=seen.predicted,
                 confidence=seen.confidence,
                 label=label,
                 model_sha256=seen.model_sha256,
                 created_at=datetime.now(UTC),
+                **image,
             )
         )
-        upsert = row.on_conflict_do_update(index_elements=[corrections.c.prediction_id], set_={"label": label})
+        upsert = row.on_conflict_do_update(index_elements=[table.c.prediction_id], set_={"label": label})
         with self.engine.begin() as conn:
-            return conn.execute(upsert.returning(corrections.c.id)).scalar_one()
+            return int(conn.execute(upsert.returning(table.c.id)).scalar_one())
 
     def stats(self) -> dict[str, Any]:
-        """The number of corrections, per true digit and per digit the model had said."""
+        """The number of corrections, per true digit and per digit the model had said, and of whole numbers."""
         with self.engine.connect() as conn:
             by: dict[str, dict[int, int]] = {
                 name: dict(conn.execute(select(column, func.count()).group_by(column)).all())
                 for name, column in (("by_label", corrections.c.label), ("by_predicted", corrections.c.predicted))
             }
-        return {"total": sum(by["by_label"].values())} | {
+            numbers = conn.execute(select(func.count()).select_from(number_corrections)).scalar_one()
+        return {"total": sum(by["by_label"].values()), "numbers": numbers} | {
             name: {str(d): counts.get(d, 0) for d in range(10)} for name, counts in by.items()
         }
 
-    def all(self) -> list[tuple[bytes, int]]:
-        """Every correction's 28x28 PNG and label, oldest first."""
+    def all(self) -> list[tuple[np.ndarray, int]]:
+        """Every corrected digit as the model saw it (28x28 uint8) with its right label, oldest first: the
+        single digits, then the digits of whole numbers whose right number has as many digits as were read."""
         with self.engine.connect() as conn:
-            return [
-                tuple(r)
-                for r in conn.execute(select(corrections.c.image_png, corrections.c.label).order_by(corrections.c.id))
-            ]
+            digits = conn.execute(select(corrections.c.image_png, corrections.c.label).order_by(corrections.c.id))
+            out = [(_pixels(png), int(label)) for png, label in digits]
+            numbers = conn.execute(
+                select(number_corrections.c.crops_png, number_corrections.c.label).order_by(number_corrections.c.id)
+            )
+            for png, label in numbers:
+                crops = _pixels(png)
+                if crops.shape[1] == 28 * len(label):
+                    out += [(crops[:, 28 * i : 28 * (i + 1)], int(d)) for i, d in enumerate(label)]
+        return out
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"))

@@ -52,8 +52,10 @@ UPLOAD_HINT = (
     "(curl --data-binary @digit.png -H 'Content-Type: image/png')"
 )
 
-# A 28x28 PNG of noise, the largest input image, makes an id of about 1,500 characters.
-MAX_ID_CHARS = 4096
+# A 28x28 PNG of noise, the largest input image, makes an id of about 1,400 characters; a number's id
+# carries all its digits' images, and a 32-digit number stays well under this.
+MAX_ID_CHARS = 65536
+LABEL = r"^[0-9]{1,64}$"  # a right number, as a string of digits
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class NumberDigitOut(BaseModel):
 
 class NumberOut(BaseModel):
     number: str = Field(description="the digits, left to right")
+    prediction_id: str = Field(description="names this reading in POST /feedback, whose label is the right number")
     digits: list[NumberDigitOut]
     confidence: float = Field(ge=0, le=1, description="the probability that every digit is right")
     uncertain: bool = Field(description="true when a digit, or where the digits were told apart, is doubtful")
@@ -159,18 +162,21 @@ class BatchOut(BaseModel):
 
 class FeedbackIn(BaseModel):
     prediction_id: str = Field(max_length=MAX_ID_CHARS, description="from the prediction's answer, exactly as given")
-    label: int = Field(ge=0, le=9, description="the right digit")
+    label: Annotated[int, Field(ge=0, le=9)] | Annotated[str, Field(pattern=LABEL)] = Field(
+        description="the right digit, or for a whole number the right number as a string of digits"
+    )
 
 
 class FeedbackOut(BaseModel):
     id: int
     prediction_id: str
-    predicted: int
-    label: int
+    predicted: int | str
+    label: int | str
 
 
 class FeedbackStats(BaseModel):
-    total: int
+    total: int = Field(description="corrections of single digits")
+    numbers: int = Field(description="corrections of whole numbers")
     by_label: dict[str, int] = Field(description="corrections per true digit")
     by_predicted: dict[str, int] = Field(description="corrections per digit the model had said")
 
@@ -424,7 +430,13 @@ def number_out(request: Request, upload: Upload) -> NumberOut:
                        input_image=base64.b64encode(to_png(d.prediction.image)).decode("ascii"))
         for d in reading.digits
     ]  # fmt: skip
-    return NumberOut(number=reading.number, digits=digits, confidence=reading.confidence, uncertain=reading.uncertain)
+    # The digits' inputs side by side, one image for the correction to keep with the number.
+    crops = to_png(np.hstack([d.prediction.image for d in reading.digits]))
+    prediction_id = request.app.state.ids.issue(
+        crops, reading.number, reading.confidence, request.app.state.predictor.sha256
+    )
+    return NumberOut(number=reading.number, prediction_id=prediction_id, digits=digits,
+                     confidence=reading.confidence, uncertain=reading.uncertain)  # fmt: skip
 
 
 @app.post("/predict/batch", responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})
@@ -484,11 +496,19 @@ def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
             detail="this prediction_id was not issued by this service, or was changed or cut "
             "short; send it exactly as the prediction returned it",
         ) from e
+    label = correction.label
+    if seen.number and not isinstance(label, str):
+        raise HTTPException(422, detail='this prediction is of a whole number: send the right number as a string '
+                                        'of digits, such as "2026"')  # fmt: skip
+    if not seen.number and isinstance(label, str):
+        if len(label) != 1:
+            raise HTTPException(422, detail="this prediction is of one digit: send the right digit, 0 to 9")
+        label = int(label)
     try:
-        row = request.app.state.feedback.record(seen, correction.label)
+        row = request.app.state.feedback.record(seen, label)
     except DBAPIError as e:
         raise HTTPException(503, detail="the correction can't be stored right now; try again in a minute") from e
-    return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted, label=correction.label)
+    return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted, label=label)
 
 
 @app.post(
@@ -518,7 +538,7 @@ def feedback_stats(request: Request) -> FeedbackStats:
 def feedback_form(
     request: Request,
     prediction_id: Annotated[str, Form(max_length=MAX_ID_CHARS)],
-    label: Annotated[int, Form(ge=0, le=9)],
+    label: Annotated[str, Form(pattern=LABEL)],
 ) -> HTMLResponse:
     """The correction from the result page's plain form."""
     try:

@@ -22,7 +22,6 @@ batches it sees, mixed with the true labels.
 
 import argparse
 import functools
-import io
 import json
 import math
 import os
@@ -34,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
@@ -430,11 +428,12 @@ def finish(
 
 
 def load_feedback(url: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stored corrections: the 28x28 images the model saw (N×1×28×28 in [0,1]) and their right labels."""
+    """The stored corrections, whole numbers' digits included: the 28x28 images the model saw
+    (N×1×28×28 in [0,1]) and their right labels."""
     rows = FeedbackStore(url).all()
     if not rows:
         return torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, dtype=torch.long, device=device)
-    images = np.stack([np.asarray(Image.open(io.BytesIO(png)).convert("L")) for png, _ in rows])
+    images = np.stack([pixels for pixels, _ in rows])
     return to_float(torch.from_numpy(images), device), torch.tensor([label for _, label in rows], device=device)
 
 

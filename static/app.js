@@ -34,7 +34,8 @@ function clearResult() {
   $("probabilities").replaceChildren();
   $("seen").hidden = $("seen-caption").hidden = true;
   $("crops").replaceChildren();
-  $("crops").hidden = $("as-number").hidden = true;
+  $("crops").hidden = $("as-number").hidden = $("number-feedback").hidden = true;
+  $("number-feedback-status").textContent = "";
   $("boxes").replaceChildren();
 }
 
@@ -240,6 +241,9 @@ function showNumber(n, onCanvas) {
   $("crops").replaceChildren(...crops);
   $("crops").hidden = false;
   if (onCanvas) drawBoxes(n.digits);
+  predictionId = n.prediction_id;
+  $("right-number").value = n.number;
+  $("number-feedback").hidden = false;
 }
 
 // Each digit's box, given in the drawing's pixels, over the canvas as it is shown.
@@ -276,9 +280,13 @@ for (let d = 0; d < 10; d++) {
   $("feedback-buttons").append(b);
 }
 
-async function sendCorrection(label) {
+$("number-feedback").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sendCorrection($("right-number").value, $("number-feedback-status"));
+});
+
+async function sendCorrection(label, status = $("feedback-status")) {
   if (!predictionId) return;
-  const status = $("feedback-status");
   status.className = "status";
   status.textContent = "Sending…";
   try {

@@ -238,3 +238,10 @@ def test_without_javascript_the_form_reads_numbers_too(browser, server, mnist_te
     expect(page.get_by_test_id("result-number")).to_have_text("".join(map(str, labels[:3])))
     expect(page.get_by_test_id("crops").locator("li")).to_have_count(3)
     context.close()
+
+
+def test_a_number_is_corrected_in_place(page):
+    read_number(page, *one(0.3), *zero(0.5), expected="10")
+    page.get_by_test_id("right-number").fill("16")
+    page.get_by_test_id("send-number").click()
+    expect(page.get_by_test_id("number-thanks")).to_have_text("Thank you! Recorded as 16.")

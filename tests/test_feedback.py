@@ -107,7 +107,7 @@ def test_correction_round_trip_through_the_page(fresh_client, db_url, seven_png)
     ("body", "status", "hint"),
     [
         ({"prediction_id": "0" * 32, "label": 3}, 400, "not issued by this service"),
-        ({"prediction_id": "x" * 5000, "label": 3}, 422, "at most 4096 characters"),
+        ({"prediction_id": "x" * 70_000, "label": 3}, 422, "at most 65536 characters"),
         ({"prediction_id": "x", "label": 10}, 422, "less than or equal to 9"),
         ({"prediction_id": "x", "label": -1}, 422, "greater than or equal to 0"),
         ({"prediction_id": "x", "label": "seven"}, 422, "valid integer"),

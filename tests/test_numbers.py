@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, encode
+from conftest import ROOT, encode, form_prediction_id
 from predict import Predictor
 from segment import read_number
 
@@ -164,3 +164,75 @@ def test_the_cli_reads_numbers(tmp_path, three_digits):
     record = json.loads(r.stdout)
     assert record["number"] == truth
     assert len(record["digits"]) == len(truth)
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    from fastapi.testclient import TestClient
+
+    from main import app
+
+    with TestClient(app) as c:
+        yield c, url
+
+
+def test_a_corrected_number_is_kept_with_its_digits_for_retraining(fresh, three_digits):
+    from feedback import FeedbackStore
+
+    client, url = fresh
+    data, truth, _ = three_digits
+    answer = client.post("/predict/number", content=data, headers={"Content-Type": "image/png"}).json()
+    assert answer["number"] == truth
+    for label in ("123", "124"):  # a second click replaces the first
+        r = client.post("/feedback", json={"prediction_id": answer["prediction_id"], "label": label})
+        assert r.status_code == 201
+        assert r.json()["predicted"] == truth
+    store = FeedbackStore(url)
+    assert store.stats()["numbers"] == 1
+    assert store.stats()["total"] == 0
+    digits = store.all()
+    assert [label for _, label in digits] == [1, 2, 4]
+    assert all(pixels.shape == (28, 28) for pixels, _ in digits)
+    assert np.array_equal(
+        digits[0][0], np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["digits"][0]["input_image"]))))
+    )
+
+
+def test_a_number_misread_by_its_digit_count_is_kept_but_not_learned(fresh, three_digits):
+    from feedback import FeedbackStore
+
+    client, url = fresh
+    answer = client.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"}).json()
+    assert client.post("/feedback", json={"prediction_id": answer["prediction_id"], "label": "2026"}).status_code == 201
+    assert FeedbackStore(url).stats()["numbers"] == 1
+    assert FeedbackStore(url).all() == []
+
+
+def test_labels_must_fit_the_prediction(fresh, three_digits, seven_png):
+    client, _ = fresh
+    number = client.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"}).json()
+    digit = client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"}).json()
+    cases = [
+        (number, 5, "whole number"),
+        (number, "12a", "should match pattern"),
+        (digit, "12", "one digit"),
+        (digit, 12, "less than or equal to 9"),
+    ]
+    for answer, label, hint in cases:
+        r = client.post("/feedback", json={"prediction_id": answer["prediction_id"], "label": label})
+        assert r.status_code == 422, (label, r.text)
+        assert hint in json.dumps(r.json()["detail"])
+    assert client.post("/feedback", json={"prediction_id": digit["prediction_id"], "label": "1"}).status_code == 201
+
+
+def test_the_plain_form_corrects_a_number(fresh, three_digits):
+    client, _ = fresh
+    page = client.post("/upload", data={"mode": "number"}, files={"file": ("n.png", three_digits[0], "image/png")})
+    assert page.status_code == 200
+    assert "Wrong? The right number is:" in page.text
+    thanks = client.post("/upload/feedback", data={"prediction_id": form_prediction_id(page.text), "label": "321"})
+    assert thanks.status_code == 201
+    assert "the right number is" in thanks.text
+    assert "<strong>321</strong>" in thanks.text

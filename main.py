@@ -41,7 +41,7 @@ from feedback import (
 )
 from observability import PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
 from predict import DEFAULT_MAX_PIXELS, DEFAULT_WEIGHTS, ImageError, ImageTooLarge, NoDigitFound, Prediction, Predictor
-from segment import TooManyDigits, read_number
+from segment import MAX_DIGITS, TooManyDigits, read_number
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -64,7 +64,7 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_batch_files: int = 256
-    max_number_digits: int = 32
+    max_number_digits: int = MAX_DIGITS
     request_timeout_s: float = 30.0
     torch_threads: int = 1
     threadpool_size: int = 1

@@ -22,6 +22,8 @@ CUTS = 12  # candidate cuts tried in one group, the deepest minima of its ink pr
 # A piece scores log(confidence), less PIECE, less WIDER for each unit its width passes its height:
 # 1% of MNIST's digits are wider than 1.43 times their height, while two touching digits are about 1.6.
 PIECE, WIDER = 4.0, 6.0  # chosen on numbers made of MNIST training digits
+DOUBT = 1.0  # a group read whole or split, whichever scored less than this behind the other: a doubtful call
+MAX_DIGITS = 32  # the most digits read in one image, by default
 
 
 class TooManyDigits(ImageError):
@@ -37,7 +39,7 @@ class Digit:
 @dataclass
 class Reading:
     digits: list[Digit]
-    split_doubtful: bool  # a group too wide for one digit found no good cut
+    split_doubtful: bool  # a group was nearly as likely one digit as several
 
     @property
     def number(self) -> str:
@@ -61,8 +63,27 @@ def _cuts(ink: np.ndarray) -> list[int]:
     return sorted(sorted(minima, key=lambda c: profile[c])[:CUTS])
 
 
+def _best_path(score: dict[tuple[int, int], float], n: int) -> tuple[float, list[tuple[int, int]]] | None:
+    """The best-scoring run of pieces from bound 0 to bound n-1, and its total; None if no pieces reach."""
+    # best[j]: the best total score of pieces covering bounds 0 to j, and the bound before the last piece.
+    best: list[tuple[float, int] | None] = [(0.0, -1)] + [None] * (n - 1)
+    for j in range(1, n):
+        options = [(b[0] + score[(i, j)], i) for i in range(j) if (b := best[i]) is not None and (i, j) in score]
+        best[j] = max(options) if options else None
+    end = best[-1]
+    if end is None:
+        return None
+    path, j = [], n - 1
+    while j > 0:
+        entry = best[j]
+        assert entry is not None
+        path.append((entry[1], j))
+        j = entry[1]
+    return end[0], path[::-1]
+
+
 def _split(predictor: Predictor, group: Group) -> tuple[list[tuple[int, int]], bool]:
-    """The column ranges of the digits in a group, and whether a wide group found no acceptable cut."""
+    """The column ranges of the digits in a group, and whether one digit or several was a close call."""
     h, w = group.ink.shape
     if w <= WIDE * h:
         return [(0, w)], False
@@ -75,21 +96,13 @@ def _split(predictor: Predictor, group: Group) -> tuple[list[tuple[int, int]], b
         (i, j): math.log(max(p.confidence, 1e-9)) - PIECE - WIDER * max(0.0, (bounds[j] - bounds[i]) / h - 1)
         for (i, j), p in zip(spans, predictor.classify(np.stack(pieces)), strict=True)
     }
-    # best[j]: the best total score of pieces covering columns bounds[0] to bounds[j], and the last cut.
-    best: list[tuple[float, int] | None] = [(0.0, -1)] + [None] * (len(bounds) - 1)
-    for j in range(1, len(bounds)):
-        options = [(b[0] + score[(i, j)], i) for i in range(j) if (b := best[i]) is not None and (i, j) in score]
-        best[j] = max(options) if options else None
-    path, j = [], len(bounds) - 1
-    while j > 0:
-        entry = best[j]
-        assert entry is not None
-        path.append((bounds[entry[1]], bounds[j]))
-        j = entry[1]
-    return path[::-1], False
+    split = _best_path({span: s for span, s in score.items() if span != whole}, len(bounds))
+    if split is None or score[whole] >= split[0]:
+        return [(0, w)], split is not None and score[whole] - split[0] < DOUBT
+    return [(bounds[i], bounds[j]) for i, j in split[1]], split[0] - score[whole] < DOUBT
 
 
-def read_number(predictor: Predictor, data: bytes, max_digits: int) -> Reading:
+def read_number(predictor: Predictor, data: bytes, max_digits: int = MAX_DIGITS) -> Reading:
     """Every digit in an upload, left to right, with its box in the upload's pixels."""
     im: Image.Image = decode(data, predictor.max_pixels)
     groups = ink_groups(ink_map(im))

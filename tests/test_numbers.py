@@ -103,6 +103,19 @@ def test_numbers_whose_digits_touch(predictor, mnist_test, style):
     assert per_digit >= 0.9
 
 
+def test_a_misread_number_mostly_says_it_is_unsure(predictor, mnist_test):
+    images, labels = mnist_test
+    rng = np.random.default_rng(7)
+    readings = [(read_number(predictor, render(page, "paper", rng)), truth)
+                for touching, seed in ((False, 1), (True, 2))
+                for page, truth in number_set(images, labels, touching, n=150, seed=seed)]  # fmt: skip
+    wrong = [r for r, truth in readings if r.number != truth]
+    right = [r for r, truth in readings if r.number == truth]
+    assert sum(r.uncertain for r in wrong) >= 0.5 * len(wrong)  # measured: 82 of 129
+    assert sum(r.uncertain for r in right) <= 0.1 * len(right)  # measured: 6 of 171
+    assert any(r.split_doubtful for r in wrong)  # where the digits were told apart counts too
+
+
 @pytest.fixture
 def three_digits(mnist_test) -> tuple[bytes, str, tuple[int, int]]:
     images, labels = mnist_test

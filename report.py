@@ -122,11 +122,13 @@ def served_figures(
     }
 
 
-def confidences(predictor: Predictor, images: list[Image.Image]) -> np.ndarray:
-    """Calibrated confidence for each image, sent as a PNG upload; 0 where no digit is found at all."""
+def confidences(predictor: Predictor, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    """For each image, sent as a PNG upload: its calibrated confidence (0 where no digit is found at all),
+    and whether the service flags it, refused or answered uncertain, exactly as a user would see."""
     results = predictor.predict_many([png(im) for im in images])
     # Refused outright is the surest "not a digit".
-    return np.array([0.0 if isinstance(r, ImageError) else r.confidence for r in results])
+    scores = np.array([0.0 if isinstance(r, ImageError) else r.confidence for r in results])
+    return scores, np.array([isinstance(r, ImageError) or r.uncertain for r in results])
 
 
 def png(im: Image.Image) -> bytes:
@@ -150,12 +152,12 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def rejection(predictor: Predictor, digits: np.ndarray, rng: np.random.Generator) -> dict[str, dict[str, float | None]]:
     """For each non-digit set: the share flagged uncertain (or refused), and the AUROC against real test digits."""
-    digit_scores = confidences(predictor, [Image.fromarray(d) for d in digits])
-    out = {"MNIST test digits": {"flagged": float((digit_scores < predictor.uncertain_below).mean()), "auroc": None}}
+    digit_scores, digits_flagged = confidences(predictor, [Image.fromarray(d) for d in digits])
+    out = {"MNIST test digits": {"flagged": float(digits_flagged.mean()), "auroc": None}}
     for name, images in non_digits(rng).items():
-        scores = confidences(predictor, images)
+        scores, flagged = confidences(predictor, images)
         out[name] = {
-            "flagged": float((scores < predictor.uncertain_below).mean()),
+            "flagged": float(flagged.mean()),
             "auroc": auroc(digit_scores, scores),
             "count": len(images),
         }

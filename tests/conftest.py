@@ -33,6 +33,21 @@ def client():
         yield c
 
 
+@pytest.fixture
+def db_url(tmp_path, monkeypatch) -> str:
+    """A database of the test's own, for the service the test starts."""
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def fresh_client(db_url):
+    """The service on a database of the test's own."""
+    with TestClient(app) as c:
+        yield c
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,19 +28,6 @@ from feedback import FeedbackStore, PredictionIds, Seen, load_secret
 from main import app
 
 
-@pytest.fixture
-def db_url(tmp_path, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    return url
-
-
-@pytest.fixture
-def fresh_client(db_url):
-    with TestClient(app) as c:
-        yield c
-
-
 def rows(url: str) -> list[dict]:
     with create_engine(url).connect() as conn:
         return [dict(r._mapping) for r in conn.execute(text("SELECT * FROM corrections ORDER BY id"))]

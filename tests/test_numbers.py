@@ -8,9 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import ROOT, encode, form_prediction_id
+from feedback import FeedbackStore
+from main import app
 from predict import Predictor
 from segment import read_number
 
@@ -157,10 +160,6 @@ def test_blank_and_too_many_digits_are_422(client, three_digits, monkeypatch):
     assert r.status_code == 422
     assert "no digit found" in r.json()["detail"]
     monkeypatch.setenv("MAX_NUMBER_DIGITS", "2")
-    from fastapi.testclient import TestClient
-
-    from main import app
-
     with TestClient(app) as limited:
         r = limited.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"})
     assert r.status_code == 422
@@ -179,22 +178,8 @@ def test_the_cli_reads_numbers(tmp_path, three_digits):
     assert len(record["digits"]) == len(truth)
 
 
-@pytest.fixture
-def fresh(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    from fastapi.testclient import TestClient
-
-    from main import app
-
-    with TestClient(app) as c:
-        yield c, url
-
-
-def test_a_corrected_number_is_kept_with_its_digits_for_retraining(fresh, three_digits):
-    from feedback import FeedbackStore
-
-    client, url = fresh
+def test_a_corrected_number_is_kept_with_its_digits_for_retraining(fresh_client, db_url, three_digits):
+    client, url = fresh_client, db_url
     data, truth, _ = three_digits
     answer = client.post("/predict/number", content=data, headers={"Content-Type": "image/png"}).json()
     assert answer["number"] == truth
@@ -213,18 +198,16 @@ def test_a_corrected_number_is_kept_with_its_digits_for_retraining(fresh, three_
     )
 
 
-def test_a_number_misread_by_its_digit_count_is_kept_but_not_learned(fresh, three_digits):
-    from feedback import FeedbackStore
-
-    client, url = fresh
+def test_a_number_misread_by_its_digit_count_is_kept_but_not_learned(fresh_client, db_url, three_digits):
+    client, url = fresh_client, db_url
     answer = client.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"}).json()
     assert client.post("/feedback", json={"prediction_id": answer["prediction_id"], "label": "2026"}).status_code == 201
     assert FeedbackStore(url).stats()["numbers"] == 1
     assert FeedbackStore(url).all() == []
 
 
-def test_labels_must_fit_the_prediction(fresh, three_digits, seven_png):
-    client, _ = fresh
+def test_labels_must_fit_the_prediction(fresh_client, three_digits, seven_png):
+    client = fresh_client
     number = client.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"}).json()
     digit = client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"}).json()
     cases = [
@@ -240,8 +223,8 @@ def test_labels_must_fit_the_prediction(fresh, three_digits, seven_png):
     assert client.post("/feedback", json={"prediction_id": digit["prediction_id"], "label": "1"}).status_code == 201
 
 
-def test_the_plain_form_corrects_a_number(fresh, three_digits):
-    client, _ = fresh
+def test_the_plain_form_corrects_a_number(fresh_client, three_digits):
+    client = fresh_client
     page = client.post("/upload", data={"mode": "number"}, files={"file": ("n.png", three_digits[0], "image/png")})
     assert page.status_code == 200
     assert "Wrong? The right number is:" in page.text

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ MEDIAN_SAMPLE = 4096  # a level needs no more pixels than this (its standard err
 CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured on the training set: 14.0 ± 0.3)
 _POSITIONS = np.arange(BOX, dtype=np.float32)  # pixel indices, for centres of mass
 FULL_SIZE = "digits.full_size"  # where decode() leaves the upload's size before it was scaled down
+# The hint that /predict gives with an image of several digits.
+SEVERAL_DIGITS = "the image seems to hold several digits; POST it to /predict/number to read the whole number"
 DUST = 0.02  # strokes with less ink than this share of the largest are specks, not digits
 STACKED = 0.4  # strokes whose columns overlap this share of the narrower one's belong to one digit
 
@@ -314,6 +317,29 @@ class Prediction:
     uncertain: bool  # confidence below the threshold recorded with the weights, or several digits
     image: np.ndarray  # the 28×28 input the model saw, in [0,1]
     several: bool = False  # the image seems to hold several digits side by side
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """The 28×28 input as an 8-bit grayscale PNG.
+
+    Written with zlib rather than Pillow: Pillow's encoder took 34 µs a call on 784 pixels, nearly all
+    of it Python, a tenth of a whole prediction; these three chunks take 15 µs.
+    """
+    pixels = np.rint(image * 255).astype(np.uint8)
+    h, w = pixels.shape
+    rows = np.zeros((h, w + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
+    rows[:, 1:] = pixels
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8 bits, grayscale, deflate, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def file_sha256(path: Path) -> str:

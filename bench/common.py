@@ -1,5 +1,7 @@
-"""What the benchmark and soak scripts share: a server on a loopback port, wrk, and memory readings."""
+"""What the benchmark and soak scripts share: a server on a loopback port, wrk, memory readings, and the
+answer that the peer servers give."""
 
+import base64
 import contextlib
 import json
 import os
@@ -21,6 +23,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 WRK_LUA = Path(__file__).resolve().parent / "wrk.lua"
 sys.path.insert(0, str(ROOT))
+
+from feedback import PredictionIds
+from predict import SEVERAL_DIGITS, ImageError, Prediction, Predictor, to_png
 
 
 def ensure_wrk() -> str:
@@ -150,3 +155,29 @@ def machine() -> str:
 def median_spread(values: list[float]) -> tuple[float, float, float]:
     a = np.asarray(values, dtype=float)
     return float(np.median(a)), float(a.min()), float(a.max())
+
+
+def peer_answers(predictor: Predictor, ids: PredictionIds, uploads: list[bytes]) -> list[dict[str, Any] | ImageError]:
+    """What this service's /predict answers for each upload, field for field, computed as a peer server would."""
+    results: list[Prediction | ImageError]
+    if len(uploads) == 1:  # as /predict does, without a batch's stacking
+        try:
+            results = [predictor.predict(uploads[0])]
+        except ImageError as e:
+            results = [e]
+    else:
+        results = predictor.predict_many(uploads)
+    return [r if isinstance(r, ImageError) else _answer(r, ids, predictor.sha256) for r in results]
+
+
+def _answer(p: Prediction, ids: PredictionIds, sha256: str) -> dict[str, Any]:
+    png = to_png(p.image)
+    return {
+        "digit": p.digit,
+        "confidence": p.confidence,
+        "probabilities": p.probabilities,
+        "uncertain": p.uncertain,
+        "prediction_id": ids.issue(png, p.digit, p.confidence, sha256),
+        "input_image": base64.b64encode(png).decode("ascii"),
+        "hint": SEVERAL_DIGITS if p.several else None,
+    }

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import encode
-from main import to_png
+from predict import to_png
 
 
 def png_file(data: bytes, name: str = "digit.png") -> dict:

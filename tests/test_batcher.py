@@ -1,0 +1,165 @@
+import asyncio
+import http.client
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pytest
+
+from batcher import MicroBatcher
+from conftest import encode
+from predict import Predictor
+
+
+def run_held(calls: list[list[int]], release: threading.Event):
+    """A run function that records each batch and holds the first one until release is set."""
+
+    def run(items: list[int]) -> list[int | Exception]:
+        calls.append(items)
+        if len(calls) == 1:
+            release.wait(5)
+        return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+    return run
+
+
+async def submit_while_first_runs(batcher: MicroBatcher, release: threading.Event, items: list[int]) -> list:
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.05)  # the first batch is now in the thread, held
+    rest = [asyncio.create_task(batcher.submit(i)) for i in items]
+    await asyncio.sleep(0)
+    release.set()
+    return await asyncio.gather(first, *rest, return_exceptions=True)
+
+
+def test_a_lone_upload_runs_at_once():
+    calls: list[list[int]] = []
+    batcher = MicroBatcher(run_held(calls, threading.Event()), max_batch=32)
+
+    async def lone() -> int:
+        # The held first batch would never finish if anything waited for company.
+        calls.append([])
+        return await asyncio.wait_for(batcher.submit(7), timeout=1)
+
+    assert asyncio.run(lone()) == 70
+    assert calls == [[], [7]]
+
+
+def test_uploads_that_arrive_while_a_batch_runs_share_the_next():
+    calls: list[list[int]] = []
+    release = threading.Event()
+    batcher = MicroBatcher(run_held(calls, release), max_batch=32)
+    results = asyncio.run(submit_while_first_runs(batcher, release, list(range(1, 10))))
+    assert results == [i * 10 for i in range(10)]
+    assert calls == [[0], list(range(1, 10))]
+
+
+def test_batches_are_capped_at_max_batch():
+    calls: list[list[int]] = []
+    release = threading.Event()
+    batcher = MicroBatcher(run_held(calls, release), max_batch=4)
+    results = asyncio.run(submit_while_first_runs(batcher, release, list(range(1, 10))))
+    assert results == [i * 10 for i in range(10)]
+    assert [len(c) for c in calls] == [1, 4, 4, 1]
+
+
+def test_a_bad_item_fails_alone():
+    calls: list[list[int]] = []
+    release = threading.Event()
+    batcher = MicroBatcher(run_held(calls, release), max_batch=32)
+    results = asyncio.run(submit_while_first_runs(batcher, release, [1, -2, 3]))
+    assert results[:2] == [0, 10]
+    assert isinstance(results[2], ValueError)
+    assert str(results[2]) == "bad -2"
+    assert results[3] == 30
+    assert calls[1] == [1, -2, 3]
+
+
+def test_a_failing_batch_fails_each_caller_and_the_next_batch_still_runs():
+    calls: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int | Exception]:
+        calls.append(items)
+        if len(calls) == 1:
+            raise RuntimeError("the model broke")
+        return list(items)
+
+    async def two() -> list:
+        batcher = MicroBatcher(run, max_batch=32)
+        failed = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
+        return [*failed, await batcher.submit(3)]
+
+    failed_one, failed_two, third = asyncio.run(two())
+    assert isinstance(failed_one, RuntimeError)
+    assert isinstance(failed_two, RuntimeError)
+    assert third == 3
+
+
+def test_a_caller_that_went_away_is_left_out_of_the_batch():
+    calls: list[list[int]] = []
+    release = threading.Event()
+    batcher = MicroBatcher(run_held(calls, release), max_batch=32)
+
+    async def scenario() -> list:
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        gone = asyncio.create_task(batcher.submit(1))
+        kept = asyncio.create_task(batcher.submit(2))
+        await asyncio.sleep(0)
+        gone.cancel()
+        release.set()
+        return await asyncio.gather(first, kept)
+
+    assert asyncio.run(scenario()) == [0, 20]
+    assert calls == [[0], [2]]
+
+
+BOUNDARY = "test-batcher-boundary"
+
+
+def post(url: str, png: bytes, mode: str = "raw") -> tuple[int, dict]:
+    """One POST to /predict on a connection of its own, as separate clients would send it."""
+    if mode == "raw":
+        body, ctype = png, "image/png"
+    else:
+        head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n\r\n'
+        body = head.encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+        ctype = f"multipart/form-data; boundary={BOUNDARY}"
+    conn = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
+    try:
+        conn.request("POST", "/predict", body, {"Content-Type": ctype})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("mode", ["raw", "multipart"])
+def test_concurrent_uploads_each_get_their_own_answer(server, mnist_test, mode):
+    """Many uploads at once, so that the server batches them: each answer is the one for its own image,
+    the same as the Predictor gives for that image alone."""
+    images, _ = mnist_test
+    uploads = [encode(images[i]) for i in range(200)]
+    predictor = Predictor()
+    expected = [predictor.predict(png) for png in uploads]
+
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(lambda png: post(server, png, mode), uploads))
+    for (status, got), want in zip(responses, expected, strict=True):
+        assert status == 200
+        assert got["digit"] == want.digit
+        assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+
+
+def test_a_bad_upload_among_good_ones_fails_alone(server, seven_png):
+    uploads = [seven_png if i % 4 else b"not an image" for i in range(64)]
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(lambda data: post(server, data), uploads))
+    for data, (status, answer) in zip(uploads, responses, strict=True):
+        if data == seven_png:
+            assert status == 200
+            assert answer["digit"] == 7
+        else:
+            assert status == 400
+            assert "not an image we can read" in answer["detail"]

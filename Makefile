@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+PEERS_VENV := .venv-peers
+PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
@@ -27,8 +29,14 @@ lint: $(STAMP)
 claims: $(STAMP) $(MNIST) debs
 	$(BIN)/python bench/claims.py
 
-bench: $(STAMP) $(MNIST) debs
+bench: $(STAMP) $(PEERS) $(MNIST) debs
 	$(BIN)/python bench/bench.py
+
+# LitServe and BentoML, the servers bench/ compares this one with, in a venv of their own.
+$(PEERS): bench/requirements-peers.txt requirements-serve.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --disable-pip-version-check -q -r bench/requirements-peers.txt
+	touch $@
 
 soak: $(STAMP) $(MNIST) debs
 	$(BIN)/python bench/soak.py
@@ -54,4 +62,4 @@ debs:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); }
 
 clean:
-	rm -rf $(VENV) data/MNIST
+	rm -rf $(VENV) $(PEERS_VENV) data/MNIST

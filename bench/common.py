@@ -88,6 +88,64 @@ def serve(
                 proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def launch(
+    command: list[str], health: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Any server command, in a session of its own; {port} in the command is filled with a free port. Yields
+    its URL once GET health answers 200, and stops the whole process group after."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [part.format(port=port) for part in command],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{command} exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(url + health, timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not become healthy")
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        time.sleep(1)  # let the port and the cores settle before the next server
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and all its descendants alive now."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(stat[11]) + int(stat[12])  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it ended meanwhile
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
     url: str,
     image: Path,

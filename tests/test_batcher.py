@@ -109,7 +109,7 @@ def test_a_caller_that_went_away_is_left_out_of_the_batch():
         await asyncio.sleep(0)
         gone.cancel()
         release.set()
-        return await asyncio.gather(first, kept)
+        return list(await asyncio.gather(first, kept))
 
     assert asyncio.run(scenario()) == [0, 20]
     assert calls == [[0], [2]]

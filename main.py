@@ -498,7 +498,7 @@ def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
         raise HTTPException(
             404,
             detail=f"this prediction has expired: corrections are taken for {window} after "
-            "the prediction (FEEDBACK_TTL_S); predict again, then send the right digit",
+            "the prediction (FEEDBACK_TTL_S); predict again, then send the right digit or number",
         ) from e
     except BadPredictionId as e:
         raise HTTPException(

@@ -219,10 +219,12 @@ A peer's best configuration is its fastest one without errors. Ratios are taken 
 """
 
 
-def stamp(section: str, rounds: int, seconds: int) -> str:
+def stamp(section: str, rounds: int, seconds: int = 0, unit: str = "runs") -> str:
+    """Where, when and how a section was measured: rounds of `seconds` each, or of one `unit` each."""
+    each = f"{unit} of {seconds} s" if seconds else unit
     return (
         f"Measured {datetime.date.today()} on {machine()}, with `python bench/bench.py --only {section}`. "
-        f"Medians of {rounds} runs of {seconds} s, with the spread (min–max) in brackets."
+        f"Medians of {rounds} {each}, with the spread (min–max) in brackets."
     )
 
 
@@ -399,9 +401,10 @@ def workers(image: Path, rounds: int, seconds: int) -> str:
         for n, results in runs.items()
     ]
     return f"""## Workers
+{stamp("workers", rounds, seconds)}
 `python serve.py` (`make run`) with one worker, and with its default of one per core ({cores} here), in
 rotation: 64 connections, a 28×28 PNG as the raw body, wrk with one thread on the same {cores} cores.
-Medians of {rounds} runs of {seconds} s. Goal: the default at least 1.8× one worker.
+Goal: the default at least 1.8× one worker.
 
 | workers | /predict requests/s | p50 | p99 | against one worker |
 | --- | --- | --- | --- | --- |
@@ -454,11 +457,12 @@ def folder(rounds: int) -> str:
     ratios = [c / (cores * i) for c, i in zip(cli, in_process, strict=True)]
     steady_ratios = [c / (cores * i) for c, i in zip(steady, in_process, strict=True)]
     return f"""## A folder of scans
+{stamp("folder", rounds, unit="rounds")}
 `python predict.py DIR --format jsonl` with its default of one worker per core ({cores} here) on 10,000
 MNIST test digits as PNG files, against `Predictor` reading the same files in process on one core, in
 chunks of 256 as each worker does. The command is timed whole (starting Python and importing torch, about
 1.5 s, included), and from its first line of output to its last. Goal: at least 0.8 × {cores} × the one-core
-rate. Medians of {rounds} rounds.
+rate.
 
 | `Predictor`, 1 core, in process | `predict.py DIR`, whole | ratio | `predict.py DIR`, once started | ratio |
 | --- | --- | --- | --- | --- |
@@ -670,7 +674,7 @@ def time_to_accuracy() -> list[str]:
 
 def big_inputs_section(repeats: int) -> str:
     return f"""## Photo-sized input
-{stamp("photo", repeats, 0).replace(" runs of 0 s", " requests")} One request at a time, raw body; Pillow's
+{stamp("photo", repeats, unit="requests")} One request at a time, raw body; Pillow's
 full decode of the same bytes alternates with it. Goal for the photo: /predict in under half the time of the
 full decode (JPEG draft mode decodes at 1/8 scale).
 
@@ -693,7 +697,7 @@ def batches_section(image: Path, rounds: int, seconds: int) -> str:
 
 def cold_start_section(repeats: int) -> str:
     return f"""## Cold start
-{stamp("cold", repeats, 0).replace(" runs of 0 s", " launches")} Launching `uvicorn main:app` to its first
+{stamp("cold", repeats, unit="launches")} Launching `uvicorn main:app` to its first
 200 from /healthz, against `python -c "import torch, fastapi"`.
 
 | server ready | import torch, fastapi | ratio |
@@ -717,7 +721,7 @@ def threads_section(image: Path, rounds: int, seconds: int) -> str:
 def in_process_section(repeats: int) -> str:
     rows, _ = in_process(repeats)
     return f"""## In process: `Predictor`, images/s
-{stamp("in-process", repeats, 0).replace(" runs of 0 s", " repeats")} One torch thread, as in the server;
+{stamp("in-process", repeats, unit="repeats")} One torch thread, as in the server;
 28×28 PNGs.
 
 | batch | decode + preprocess | model forward | both |
@@ -728,7 +732,7 @@ def in_process_section(repeats: int) -> str:
 
 def training_section(repeats: int) -> str:
     return f"""## Training
-{stamp("training", repeats, 0).replace(" runs of 0 s", " epochs")} One epoch of 55,000 images, batch 128:
+{stamp("training", repeats, unit="epochs")} One epoch of 55,000 images, batch 128:
 train.py's loop (augmentation on the batch, EMA, schedule) against a bare forward/backward loop of the same
 model on tensors already in memory, both with the same number of torch threads. Goal: at most 40% on top.
 

@@ -63,6 +63,11 @@ _POSITIONS = np.arange(BOX, dtype=np.float32)  # pixel indices, for centres of m
 FULL_SIZE = "digits.full_size"  # where decode() leaves the upload's size before it was scaled down
 # The hint that /predict gives with an image of several digits.
 SEVERAL_DIGITS = "the image seems to hold several digits; POST it to /predict/number to read the whole number"
+# The hint for an image that doesn't look like a digit at all.
+NOT_A_DIGIT = "this doesn't look like a handwritten digit; send a photo, scan or drawing of one digit"
+# An uncertain answer whose two likeliest digits together fall short of this is no digit, not a choice between
+# two: trained on outliers (outliers.py), the model spreads its answer over all ten for what isn't a digit.
+NOT_A_DIGIT_TOP_TWO = 0.75
 DUST = 0.02  # strokes with less ink than this share of the largest are specks, not digits
 STACKED = 0.4  # strokes whose columns overlap this share of the narrower one's belong to one digit
 
@@ -318,6 +323,7 @@ class Prediction:
     uncertain: bool  # confidence below the threshold recorded with the weights, or several digits
     image: np.ndarray  # the 28×28 input the model saw, in [0,1]
     several: bool = False  # the image seems to hold several digits side by side
+    not_a_digit: bool = False  # uncertain, and not between two digits: it doesn't look like a digit at all
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -424,11 +430,11 @@ class Predictor:
         probs = torch.softmax(self.model(x) / self.temperature, dim=1).tolist()
         predictions = []
         for row, image in zip(probs, images, strict=True):
-            digit = max(range(10), key=row.__getitem__)
-            confidence = row[digit]
-            predictions.append(
-                Prediction(digit, confidence, [round(p, 6) for p in row], confidence < self.uncertain_below, image)
-            )
+            top, second = sorted(row)[-1:-3:-1]
+            uncertain = top < self.uncertain_below
+            not_a_digit = uncertain and top + second < NOT_A_DIGIT_TOP_TWO
+            digit = row.index(top)
+            predictions.append(Prediction(digit, top, [round(p, 6) for p in row], uncertain, image, False, not_a_digit))
         return predictions
 
     def predict(self, data: bytes) -> Prediction:
@@ -452,12 +458,13 @@ def _several(p: Prediction, several: bool) -> Prediction:
     """A single-digit answer for an image of several digits is no confident answer."""
     if several:
         p.several = p.uncertain = True
+        p.not_a_digit = False  # several digits are digits; the hint says how to read them
     return p
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 CHUNK = 256  # files a worker reads and classifies as one batch: 256 ran 10% faster than 64, 20% than 16
-FIELDS = ["path", "digit", "confidence", "uncertain", "error"]  # the CSV columns
+FIELDS = ["path", "digit", "confidence", "uncertain", "not_a_digit", "error"]  # the CSV columns
 NUMBER_FIELDS = ["path", "number", "confidence", "uncertain", "error"]  # with --number
 
 _worker: Predictor | None = None  # the model, in each worker process
@@ -515,6 +522,7 @@ def read_files(predictor: Predictor, paths: list[Path]) -> list[dict[str, Any]]:
                     "digit": r.digit,
                     "confidence": round(r.confidence, 4),
                     "uncertain": r.uncertain,
+                    "not_a_digit": r.not_a_digit,
                     "probabilities": r.probabilities,
                 }
             )

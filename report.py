@@ -5,6 +5,7 @@ train.py calls write_report() after a run; it fills a folder with
   confusion.png       the confusion matrix of the test set
   misclassified.png   the misread test digits, with their true and predicted labels
   reliability.png     confidence against accuracy, before and after temperature scaling
+  not_a_digit.png     the confidence on test digits against things that are not digits, with the threshold
   summary.json        every headline number, also shown in README.md there
 It also measures how the model treats things that are not digits (Fashion-MNIST, letters, blank
 and noise images) and MNIST digits re-rendered the way people upload them.
@@ -13,6 +14,7 @@ and noise images) and MNIST digits re-rendered the way people upload them.
 import gzip
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ from calibration import reliability
 from predict import ImageError, Predictor
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # Debian's dataset-fashion-mnist
-FONTS = Path("/usr/share/fonts/truetype")
+# Debian's fonts-dejavu-core: the letters are measured in these fonts only, and outliers.py never trains on them.
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
 # Letters shaped like a digit in many fonts (O and 0, l and 1, S and 5, g and 9) say nothing about rejection.
 LETTERS = list("ABCDEFGHJKLMNPQRTUVWXYabcdefhkmnprtuvwxy")
 
@@ -82,8 +85,8 @@ def uploaded_accuracy(predictor: Predictor, images: np.ndarray, labels: np.ndarr
 
 
 def letters(rng: np.random.Generator) -> list[Image.Image]:
-    """Capital and small letters in every TrueType font here, dark on white, at a few sizes."""
-    fonts = sorted(FONTS.rglob("*.ttf"))[:12]
+    """Capital and small letters in 12 DejaVu fonts, dark on white, at a few sizes."""
+    fonts = sorted(FONTS.glob("*.ttf"))[:12]
     out = []
     for font_path in fonts:
         for ch in LETTERS:
@@ -109,26 +112,41 @@ def non_digits(rng: np.random.Generator, n: int = 2000) -> dict[str, list[Image.
 
 def served_figures(
     predictor: Predictor, images: np.ndarray, labels: np.ndarray, seed: int, digits: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """What the weights record of uploads: accuracy on test digits re-rendered as uploads, and how often
-    things that are not digits are flagged, on `digits` test digits drawn with `seed`.
+    things that are not digits are flagged, on `digits` test digits drawn with `seed`; and each set's
+    confidences, for the report's plot.
 
     The same draw when training writes the figures and when `make claims` checks them."""
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(images), min(digits, len(images)), replace=False)
-    return {
+    scored = score_sets(predictor, images[sample], rng)
+    figures = {
         "uploaded_accuracy": uploaded_accuracy(predictor, images[sample], labels[sample]),
-        "rejection": rejection(predictor, images[sample], rng),
+        "rejection": rejection(scored),
     }
+    return figures, {name: s.confidence for name, s in scored.items()}
 
 
-def confidences(predictor: Predictor, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-    """For each image, sent as a PNG upload: its calibrated confidence (0 where no digit is found at all),
-    and whether the service flags it, refused or answered uncertain, exactly as a user would see."""
+@dataclass
+class Scored:
+    """How the service answers each image of a set, sent as a PNG upload, exactly as a user would see it."""
+
+    confidence: np.ndarray  # calibrated, and 0 where no digit is found at all
+    flagged: np.ndarray  # refused, or answered uncertain
+    not_a_digit: np.ndarray  # refused, or answered "this doesn't look like a digit"
+
+
+def scored(predictor: Predictor, images: list[Image.Image]) -> Scored:
     results = predictor.predict_many([png(im) for im in images])
     # Refused outright is the surest "not a digit".
-    scores = np.array([0.0 if isinstance(r, ImageError) else r.confidence for r in results])
-    return scores, np.array([isinstance(r, ImageError) or r.uncertain for r in results])
+    refused = np.array([isinstance(r, ImageError) for r in results])
+    answers = [r for r in results if not isinstance(r, ImageError)]
+    confidence, flagged, not_a_digit = np.zeros(len(results)), refused.copy(), refused.copy()
+    confidence[~refused] = [r.confidence for r in answers]
+    flagged[~refused] = [r.uncertain for r in answers]
+    not_a_digit[~refused] = [r.not_a_digit for r in answers]
+    return Scored(confidence, flagged, not_a_digit)
 
 
 def png(im: Image.Image) -> bytes:
@@ -150,18 +168,25 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def rejection(predictor: Predictor, digits: np.ndarray, rng: np.random.Generator) -> dict[str, dict[str, float | None]]:
-    """For each non-digit set: the share flagged uncertain (or refused), and the AUROC against real test digits."""
-    digit_scores, digits_flagged = confidences(predictor, [Image.fromarray(d) for d in digits])
-    out = {"MNIST test digits": {"flagged": float(digits_flagged.mean()), "auroc": None}}
-    for name, images in non_digits(rng).items():
-        scores, flagged = confidences(predictor, images)
-        out[name] = {
-            "flagged": float(flagged.mean()),
-            "auroc": auroc(digit_scores, scores),
-            "count": len(images),
+def score_sets(predictor: Predictor, digits: np.ndarray, rng: np.random.Generator) -> dict[str, Scored]:
+    """The service's answers on real test digits (28×28, ink bright), then on each set of things that aren't."""
+    sets = {"MNIST test digits": scored(predictor, [Image.fromarray(d) for d in digits])}
+    return sets | {name: scored(predictor, images) for name, images in non_digits(rng).items()}
+
+
+def rejection(sets: dict[str, Scored]) -> dict[str, dict[str, float | None]]:
+    """For each set: the share flagged uncertain (or refused), the share told "not a digit", and for things
+    that are not digits the AUROC of the confidence against real test digits."""
+    digits = sets["MNIST test digits"]
+    return {
+        name: {
+            "flagged": float(s.flagged.mean()),
+            "not_a_digit": float(s.not_a_digit.mean()),
+            "auroc": None if s is digits else auroc(digits.confidence, s.confidence),
+            **({} if s is digits else {"count": len(s.confidence)}),
         }
-    return out
+        for name, s in sets.items()
+    }
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -254,6 +279,25 @@ def plot_reliability(
     plt.close(fig)
 
 
+def plot_not_a_digit(scores: dict[str, np.ndarray], threshold: float, path: Path) -> None:
+    """Each set's confidences as the service answers them (0 for a refused upload), with the threshold below
+    which an answer is flagged: the digits should sit right of it, everything else left."""
+    sets = {k: v for k, v in scores.items() if k != "blank"}  # all refused: a spike at 0 says nothing more
+    fig, axes = plt.subplots(len(sets), 1, figsize=(8, 1.6 * len(sets) + 0.6), sharex=True)
+    bins = np.linspace(0, 1, 51)
+    for ax, (name, conf) in zip(axes, sets.items(), strict=True):
+        flagged = float((conf < threshold).mean())
+        ax.hist(conf, bins=bins, color="#2457d6" if name.startswith("MNIST") else "#b3261e", alpha=0.8)
+        ax.axvline(threshold, color="black", linestyle="--")
+        ax.set_yscale("log")
+        ax.set_title(f"{name} ({len(conf):,}): {flagged:.1%} below the threshold", fontsize=10, loc="left")
+    axes[-1].set_xlabel(f"calibrated confidence; flagged below {threshold:.3f} (dashed), chosen on validation digits")
+    fig.suptitle("Digits against things that are not digits, sent as uploads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_report(
     folder: Path,
     summary: dict[str, Any],
@@ -262,8 +306,10 @@ def write_report(
     test_labels: torch.Tensor,
     before: torch.Tensor,
     after: torch.Tensor,
+    scores: dict[str, np.ndarray],
 ) -> None:
-    """Plots and numbers of a finished run; before/after are the test probabilities without and with temperature."""
+    """Plots and numbers of a finished run; before/after are the test probabilities without and with temperature,
+    scores each set's confidences from served_figures()."""
     folder.mkdir(parents=True, exist_ok=True)
     labels = test_labels.cpu()
     preds = after.argmax(1).numpy()
@@ -278,6 +324,7 @@ def write_report(
         summary["temperature"],
         folder / "reliability.png",
     )
+    plot_not_a_digit(scores, summary["uncertain_below"], folder / "not_a_digit.png")
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         f"# Training report: {summary['test_accuracy']:.2%} on the MNIST test set",
@@ -288,15 +335,20 @@ def write_report(
     for key, value in summary.items():
         if not isinstance(value, dict):
             lines.append(f"| {key} | {value} |")
-    lines += ["", "| not digits | flagged uncertain or refused | AUROC against test digits |", "| --- | --- | --- |"]
+    lines += [
+        "",
+        "| set | flagged uncertain or refused | told “not a digit” or refused | AUROC against test digits |",
+        "| --- | --- | --- | --- |",
+    ]
     for name, r in summary["rejection"].items():
         auc = "" if r["auroc"] is None else f"{r['auroc']:.4f}"
-        lines.append(f"| {name} | {r['flagged']:.1%} | {auc} |")
+        lines.append(f"| {name} | {r['flagged']:.1%} | {r['not_a_digit']:.1%} | {auc} |")
     lines += [
         "",
         "![curves](curves.png)",
         "![confusion](confusion.png)",
         "![reliability](reliability.png)",
+        "![not a digit](not_a_digit.png)",
         "![misclassified](misclassified.png)",
         "",
     ]

@@ -39,6 +39,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 import dataset
+import outliers
 import report
 from calibration import fit_temperature, test_figures, uncertain_threshold
 from feedback import DEFAULT_DATABASE_URL, FeedbackStore
@@ -47,6 +48,7 @@ from predict import DEFAULT_WEIGHTS, Predictor, load_model, normalize, save_weig
 from teacher import TeacherCNN
 
 REPORT = Path(__file__).resolve().parent / "reports" / "latest"
+VAL_OUTLIERS = 2000  # outliers held out, as validation digits are, to measure how many are flagged
 
 
 @functools.cache
@@ -116,15 +118,27 @@ def train(
     g: torch.Generator,
     teacher: nn.Module | None,
     desc: str,
+    outliers: torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """One epoch over (x, y) in shuffled, freshly augmented batches; returns mean training loss and accuracy."""
+    """One epoch over (x, y) in shuffled, freshly augmented batches; returns mean training loss and accuracy.
+
+    With outliers (things that are not digits), each batch also takes half as many of them, augmented the
+    same way, and the loss pushes the model's answer on them towards uniform (outlier exposure)."""
     model.train()
     order = torch.randperm(len(x), device=x.device, generator=g)
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for idx in tqdm(order.split(args.batch_size), desc=desc, leave=False, disable=args.quiet):
-        inputs = normalize(augment(x[idx], g, args))
+        batch = x[idx]
+        if outliers is not None:
+            picked = torch.randint(len(outliers), (len(idx) // 2,), device=x.device, generator=g)
+            batch = torch.cat([batch, outliers[picked]])
+        inputs = normalize(augment(batch, g, args))
         logits = model(inputs)
+        if outliers is not None:
+            # Cross-entropy against the uniform answer: the mean of the negative log-probabilities.
+            away = -F.log_softmax(logits[len(idx) :], 1).mean()
+            inputs, logits = inputs[: len(idx)], logits[: len(idx)]
         loss = F.cross_entropy(logits, y[idx], label_smoothing=args.label_smoothing)
         if teacher is not None:
             t = args.kd_temperature
@@ -132,6 +146,8 @@ def train(
                 soft = F.log_softmax(teacher(inputs) / t, dim=1)
             distill = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean", log_target=True)
             loss = (1 - args.kd_alpha) * loss + args.kd_alpha * t * t * distill
+        if outliers is not None:
+            loss = loss + args.outlier_weight * away
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -184,6 +200,7 @@ def fit(
     g: torch.Generator,
     teacher: nn.Module | None = None,
     name: str = "mlp",
+    outliers: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Train model, keeping the moving average with the best validation accuracy; returns its state and the history."""
     ema = AveragedModel(model, multi_avg_fn=ema_update(args.ema_decay))
@@ -204,6 +221,7 @@ def fit(
             g,
             teacher,
             f"{name} epoch {epoch}/{epochs}",
+            outliers,
         )
         val_loss, val_acc = evaluate(ema.module, data["val_x"], data["val_y"])
         history.append(
@@ -265,6 +283,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--elastic", type=float, default=1.0, help="elastic distortion in pixels, 0 for none (default: 1.0)"
     )
     parser.add_argument("--stroke", type=float, default=0.0, help="stroke width augmentation, 0 to 1 (default: 0.0)")
+    parser.add_argument(
+        "--outliers",
+        type=int,
+        default=30000,
+        help="things that are not digits (outliers.py) for the MLP to learn to doubt, 0 for none (default: 30000)",
+    )
+    parser.add_argument(
+        "--outlier-weight",
+        type=float,
+        default=0.5,
+        help="weight of the loss that pushes the answer on them towards uniform (default: 0.5)",
+    )
     parser.add_argument(
         "--ema-decay", type=float, default=0.999, help="decay of the weights' moving average (default: 0.999)"
     )
@@ -352,6 +382,26 @@ def load_data(args: argparse.Namespace, device: torch.device) -> dict[str, torch
     }
 
 
+def load_outliers(args: argparse.Namespace, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Things that are not digits (outliers.py): some to learn from, and others held out to measure with,
+    each drawn with digits of its own split for its overlaps."""
+
+    def draw(split: str, n: int, seed: int) -> torch.Tensor:
+        digits = (data[f"{split}_x"][:, 0] * 255).round().byte().cpu().numpy()
+        pool = outliers.pool(digits, data[f"{split}_y"].cpu().numpy(), n, seed)
+        return torch.from_numpy(pool).unsqueeze(1).to(data[f"{split}_x"].device)
+
+    return {
+        "outlier_x": draw("train", min(args.outliers, len(data["train_x"])), args.seed),
+        "val_outlier_x": draw("val", VAL_OUTLIERS, args.seed + 1),
+    }
+
+
+def exposure(args: argparse.Namespace, data: dict[str, Any]) -> torch.Tensor | None:
+    """The outliers the MLP learns to doubt, unless --outliers 0 turned it off."""
+    return data["outlier_x"] if args.outliers else None
+
+
 def finish(
     state: dict[str, torch.Tensor],
     history: list[dict[str, Any]],
@@ -370,9 +420,15 @@ def finish(
     uncertain_below = uncertain_threshold(F.softmax(val_logits / temperature, 1))
     test_y = data["test_y"].cpu()
     measured = test_figures(test_logits, test_y, temperature, uncertain_below)
+    # How many held-out outliers the threshold catches: what validation says of the not-a-digit training.
+    val_outlier_probs = F.softmax(logits(model, data["val_outlier_x"]) / temperature, 1)
+    measured["val_outliers_flagged"] = round(
+        float((val_outlier_probs.max(1).values < uncertain_below).float().mean()), 4
+    )
     print(
         f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
-        f"test accuracy {measured['test_accuracy']:.2%}; {seconds:.0f} s on {model.fc1.weight.device}"
+        f"test accuracy {measured['test_accuracy']:.2%}; {measured['val_outliers_flagged']:.1%} of validation "
+        f"outliers flagged; {seconds:.0f} s on {model.fc1.weight.device}"
     )
 
     skip = {
@@ -417,11 +473,11 @@ def finish(
         # What the served model does with uploads and with things that are not digits; recorded with the weights.
         predictor = Predictor.from_state(state, metadata)
         all_images = (data["test_x"][:, 0].cpu().numpy() * 255).round().astype(np.uint8)
-        served = report.served_figures(predictor, all_images, test_y.numpy(), args.seed, args.report_digits)
+        served, scores = report.served_figures(predictor, all_images, test_y.numpy(), args.seed, args.report_digits)
         summary.update(served)
         metadata.update({k: json.dumps(v) for k, v in served.items()})
         before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
-        report.write_report(args.report, summary, history, all_images, test_y, before, after)
+        report.write_report(args.report, summary, history, all_images, test_y, before, after, scores)
         print(f"wrote the report to {args.report}")
     save_weights(state, args.out, metadata)
     print(f"wrote {args.out}")
@@ -477,7 +533,9 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
             "train_x": torch.cat([data["train_x"]] + [x[fit_idx]] * repeat),
             "train_y": torch.cat([data["train_y"]] + [y[fit_idx]] * repeat),
         }
-        state, history = fit(model, mixed, args, args.epochs, args.lr / 10, g, name=f"fine-tune x{repeat}")
+        state, history = fit(
+            model, mixed, args, args.epochs, args.lr / 10, g, name=f"fine-tune x{repeat}", outliers=exposure(args, data)
+        )
         model.load_state_dict(state)
         count, mnist_val, feedback_val = mistakes(model)
         print(f"oversampled {repeat}x: MNIST validation {mnist_val:.2%}, corrections validation {feedback_val:.2%}")
@@ -515,7 +573,7 @@ def remeasure(args: argparse.Namespace) -> None:
     predictor = Predictor(args.weights)
     images, labels = dataset.load(train=False)
     seed, digits = int(predictor.metadata.get("seed", 0)), args.report_digits
-    served = report.served_figures(predictor, images.numpy(), labels.numpy(), seed, digits)
+    served, _ = report.served_figures(predictor, images.numpy(), labels.numpy(), seed, digits)
     save_weights(
         load_file(str(args.weights)), args.weights, predictor.metadata | {k: json.dumps(v) for k, v in served.items()}
     )
@@ -540,6 +598,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     g = torch.Generator(device=device).manual_seed(args.seed)
     data = load_data(args, device)
+    data |= load_outliers(args, data)
     if args.feedback:
         learn_from_feedback(args, data, g)
         return
@@ -556,7 +615,7 @@ def main() -> None:
         print(f"teacher: validation {results['teacher_val_accuracy']:.2%}, test {results['teacher_test_accuracy']:.2%}")
 
     model = MLP(dropout=args.dropout).to(device)
-    state, history = fit(model, data, args, args.epochs, args.lr, g, teacher)
+    state, history = fit(model, data, args, args.epochs, args.lr, g, teacher, outliers=exposure(args, data))
     finish(state, history, data, args, time.perf_counter() - start, results)
 
 

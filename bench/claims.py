@@ -184,7 +184,7 @@ def measure_shipped() -> dict[str, float]:
         **test_figures(test_logits, data["test_y"], temperature, float(meta["uncertain_below"])),
     }
     images = (data["test_x"][:, 0].numpy() * 255).round().astype("uint8")
-    served = report.served_figures(predictor, images, data["test_y"].numpy(), recipe["seed"], 2000)
+    served, _ = report.served_figures(predictor, images, data["test_y"].numpy(), recipe["seed"], 2000)
     out |= {f"uploaded_accuracy.{style}": acc for style, acc in served["uploaded_accuracy"].items()}
     for name, row in served["rejection"].items():
         out |= {f"rejection.{name}.{k}": float(v) for k, v in row.items() if v is not None}

@@ -50,7 +50,7 @@ def rejection(predictor, mnist_test) -> dict:
         pytest.fail(f"{report.FASHION_MNIST} is missing: `make test` installs Debian's dataset-fashion-mnist")
     images, _ = mnist_test
     rng = np.random.default_rng(0)
-    return report.rejection(predictor, images[rng.choice(len(images), 2000, replace=False)], rng)
+    return report.rejection(report.score_sets(predictor, images[rng.choice(len(images), 2000, replace=False)], rng))
 
 
 @pytest.mark.parametrize(

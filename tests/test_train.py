@@ -51,6 +51,7 @@ def test_smoke_run_writes_weights_metadata_and_report(tmp_path):
         "ece_after",
         "teacher_test_accuracy",
         "rejection",
+        "val_outliers_flagged",
     ):
         assert key in meta
     assert meta["epochs"] == "1"
@@ -59,7 +60,8 @@ def test_smoke_run_writes_weights_metadata_and_report(tmp_path):
     assert float(meta["test_accuracy"]) > 0.5  # one epoch on 2,000 images already learns something real
     assert float(meta["ece_after"]) < float(meta["ece_before"])  # the temperature fitted on validation helps on test
     assert sha256_path(out).is_file()
-    for name in ("curves.png", "confusion.png", "misclassified.png", "reliability.png", "summary.json", "README.md"):
+    pictures = ("curves.png", "confusion.png", "misclassified.png", "reliability.png", "not_a_digit.png")
+    for name in (*pictures, "summary.json", "README.md"):
         assert (folder / name).stat().st_size > 1000 or name.endswith((".json", ".md"))
     assert json.loads((folder / "summary.json").read_text())["test_accuracy"] == float(meta["test_accuracy"])
 

@@ -1,0 +1,60 @@
+"""The things that are not digits which the MLP learns to doubt: what they are, and what they must never be."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import outliers
+import report
+from predict import FIELD
+
+
+@pytest.fixture(scope="module")
+def pool(mnist_test) -> np.ndarray:
+    images, labels = mnist_test
+    return outliers.pool(images[:500], labels[:500], 100, seed=0)
+
+
+def test_the_pool_is_model_input_drawn_by_its_seed(pool, mnist_test):
+    assert pool.shape == (100, FIELD, FIELD)
+    assert pool.dtype == np.float32
+    assert pool.min() >= 0  # what preprocess() gives: ink bright on black, at full strength
+    assert pool.max() == 1
+    assert all(img.max() == 1 for img in pool)  # no blank input: each has ink
+    images, labels = mnist_test
+    np.testing.assert_array_equal(pool, outliers.pool(images[:500], labels[:500], 100, seed=0))
+    assert not np.array_equal(pool, outliers.pool(images[:500], labels[:500], 100, seed=1))
+
+
+def test_every_kind_is_in_the_pool_in_equal_shares(pool):
+    kinds = len(outliers.KINDS)
+    # Drawn in turn: the images of each kind are those at its offset, and each kind's differ from the others'.
+    by_kind = [pool[k::kinds] for k in range(kinds)]
+    assert {len(k) for k in by_kind} == {100 // kinds}
+    ink = [float(k.mean()) for k in by_kind]
+    assert len({round(v, 3) for v in ink}) == kinds, ink
+
+
+def test_no_yardstick_is_trained_on():
+    # The letters that measure rejection are drawn in DejaVu; the outliers' glyphs never are.
+    measured = {p.name for p in report.FONTS.glob("*.ttf")}
+    assert measured, f"no fonts in {report.FONTS}: `make test` installs fonts-dejavu-core"
+    trained = {path.name for path, _ in outliers.fonts()}
+    assert trained
+    assert not trained & measured
+    assert not any(name.startswith("DejaVu") for name in trained)
+    # Each font has most of the glyphs, so none is drawn as a missing-glyph box.
+    assert all(len(glyphs) >= 30 for _, glyphs in outliers.fonts())
+    # No digit, and no letter that is a digit's look-alike, is taught as "not a digit".
+    assert not set(outliers.GLYPHS) & set("0123456789OoIlSsZzgqbB|[]()!")
+
+
+def test_overlaps_join_digits_of_different_classes(mnist_test):
+    images, labels = mnist_test
+    assert labels[0] != labels[1]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        # With only two digits to choose from, of different classes, every overlap holds both of them.
+        page = outliers.overlap(rng, images[:2], labels[:2]).resize((28, 28), Image.Resampling.BOX)
+        ink = 255 - np.asarray(page, dtype=np.float64)
+        assert ink.sum() > 1.2 * max(images[0].sum(), images[1].sum())

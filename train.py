@@ -104,7 +104,20 @@ def augment(x: torch.Tensor, g: torch.Generator, args: argparse.Namespace) -> to
         amount = (torch.rand(b, 1, 1, 1, device=dev, generator=g) * 2 - 1) * args.stroke
         thick, thin = dilate(x), -dilate(-x)
         x = x + amount.clamp(min=0) * (thick - x) + (-amount).clamp(min=0) * (thin - x)
+    if args.blur > 0:
+        x = blur(x, torch.rand(b, device=dev, generator=g) * args.blur)
     return x
+
+
+def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """A Gaussian blur of each image (B×1×28×28) by its own sigma in pixels, as two separable 5-tap passes:
+    an out-of-focus photo or a soft pen. Shifted sums, because conv2d takes one kernel for the whole batch."""
+    taps = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
+    w = torch.exp(-(taps**2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+    w = (w / w.sum(1, keepdim=True)).view(-1, 1, 5, 1, 1)
+    p = F.pad(x, (2, 2, 2, 2))
+    rows = torch.stack([w[:, :, i] * p[:, :, :, i : i + 28] for i in range(5)]).sum(0)
+    return torch.stack([w[:, :, i] * rows[:, :, i : i + 28, :] for i in range(5)]).sum(0)
 
 
 def train(
@@ -284,6 +297,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--stroke", type=float, default=0.0, help="stroke width augmentation, 0 to 1 (default: 0.0)")
     parser.add_argument(
+        "--blur", type=float, default=0.0, help="Gaussian blur up to this sigma in pixels, 0 for none (default: 0.0)"
+    )
+    parser.add_argument(
         "--outliers",
         type=int,
         default=30000,
@@ -320,8 +336,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--remeasure",
         action="store_true",
-        help="measure --weights' upload and not-a-digit figures with today's preprocessing and record them in its "
-        "metadata; the tensors are kept (default: off)",
+        help="measure --weights' upload and not-a-digit figures with today's preprocessing, record them in its "
+        "metadata and write its report again to --report; the tensors are kept (default: off)",
     )
     parser.add_argument(
         "--weights",
@@ -568,16 +584,29 @@ def export_feedback(args: argparse.Namespace) -> None:
 
 
 def remeasure(args: argparse.Namespace) -> None:
-    """Record the served figures of --weights again, drawn as training drew them: preprocessing changes
-    what uploads become, and figures recorded before the change would no longer be what users get."""
+    """Record the served figures of --weights again, drawn as training drew them, and write its report again
+    with them: preprocessing changes what uploads become, and figures recorded before the change would no
+    longer be what users get, nor agree with the report."""
     predictor = Predictor(args.weights)
     images, labels = dataset.load(train=False)
     seed, digits = int(predictor.metadata.get("seed", 0)), args.report_digits
-    served, _ = report.served_figures(predictor, images.numpy(), labels.numpy(), seed, digits)
-    save_weights(
-        load_file(str(args.weights)), args.weights, predictor.metadata | {k: json.dumps(v) for k, v in served.items()}
-    )
+    served, scores = report.served_figures(predictor, images.numpy(), labels.numpy(), seed, digits)
+    metadata = predictor.metadata | {k: json.dumps(v) for k, v in served.items()}
+    save_weights(load_file(str(args.weights)), args.weights, metadata)
     print(f"recorded in {args.weights}: {json.dumps(served)}")
+    if args.no_report:
+        return
+    # The report's summary is what finish() recorded, less what describes the run rather than its results.
+    run = {"architecture", "epochs", "seed", "train_images", "torch_version", "data_md5", "recipe", "history"}
+    # The headline first, as training writes it; safetensors keeps its metadata in no particular order.
+    keys = sorted(metadata.keys() - run, key=lambda k: (k != "test_accuracy", k))
+    summary = {k: metadata[k] if k == "device" else json.loads(metadata[k]) for k in keys}
+    x = to_float(images, torch.device("cpu"))
+    test_logits = logits(predictor.model, x)
+    before, after = F.softmax(test_logits, 1), F.softmax(test_logits / predictor.temperature, 1)
+    history = json.loads(metadata["history"])
+    report.write_report(args.report, summary, history, images.numpy(), labels, before, after, scores)
+    print(f"wrote the report to {args.report}")
 
 
 def main() -> None:

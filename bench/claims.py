@@ -64,14 +64,21 @@ class Claim:
 
 
 def flagged(name: str, readme_row: str) -> list[Claim]:
-    """A row of the README's not-a-digit table: the share flagged, and the AUROC where it has one."""
+    """A row of the README's not-a-digit table: the share flagged, the share told "not a digit", and the AUROC
+    where it has one."""
     claims = [
         Claim(
             f"{name}: flagged",
             (rf"\| {readme_row} \| ([\d.]+)% \|",),
             f"rejection.{name}.flagged",
             recorded_json("rejection", name, "flagged"),
-        )
+        ),
+        Claim(
+            f"{name}: told not a digit",
+            (rf"\| {readme_row} \| [\d.]+% \|[\d. ]*\| ([\d.]+)% \|",),
+            f"rejection.{name}.not_a_digit",
+            recorded_json("rejection", name, "not_a_digit"),
+        ),
     ]
     if name != "MNIST test digits":
         claims.append(
@@ -99,7 +106,7 @@ CLAIMS = [
     Claim("temperature fitted on validation", (r"\(T = ([\d.]+)\)",), "temperature", recorded("temperature"), scale=1),
     Claim(
         "uncertain threshold, from validation",
-        (r"1% of validation digits fall under \(([\d.]+)\)",),
+        (r"0.75% of validation digits fall under \(([\d.]+)\)",),
         "uncertain_below",
         recorded("uncertain_below"),
         scale=1,
@@ -122,18 +129,18 @@ CLAIMS = [
     *[
         Claim(
             f"test digits as uploads: {style}",
-            (r"transparent canvas\) \| ([\d.]+)% each",),
+            (r"transparent canvas\) \| " + r"[\d.]+%, " * i + r"([\d.]+)%",),
             f"uploaded_accuracy.{style}",
             recorded_json("uploaded_accuracy", style),
         )
-        for style in ("paper", "jpeg", "canvas")
+        for i, style in enumerate(("paper", "jpeg", "canvas"))
     ],
     *flagged("MNIST test digits", "MNIST test digits"),
     *flagged("Fashion-MNIST", r"Fashion-MNIST \(2,000\)"),
-    *flagged("letters", r"letters in \d+ installed fonts \(\d+; [^|]*"),
+    *flagged("letters", r"letters in \d+ DejaVu fonts \(\d+; [^|]*"),
     Claim(
         "letters: images",
-        (r"letters in \d+ installed fonts \((\d+);",),
+        (r"letters in \d+ DejaVu fonts \((\d+);",),
         "rejection.letters.count",
         recorded_json("rejection", "letters", "count"),
         scale=1,

@@ -16,13 +16,15 @@ from PIL import Image
 
 from predict import FULL_SIZE, Group, ImageError, Prediction, Predictor, decode, fit_and_centre, ink_groups, ink_map
 
-WIDE = 0.9  # a group wider than its height times this may be several touching digits
+WIDE = 0.6  # a group wider than its height times this may be several touching digits
 NARROWEST, WIDEST = 0.12, 1.6  # a cut piece's width, in units of its group's height (a 1 can be very narrow)
 CUTS = 12  # candidate cuts tried in one group, the deepest minima of its ink profile
 # A piece scores log(confidence), less PIECE, less WIDER for each unit its width passes its height:
 # 1% of MNIST's digits are wider than 1.43 times their height, while two touching digits are about 1.6.
-PIECE, WIDER = 4.0, 6.0  # chosen on numbers made of MNIST training digits
-DOUBT = 1.0  # a group read whole or split, whichever scored less than this behind the other: a doubtful call
+# Chosen on numbers made of MNIST training digits, once the model had learnt to doubt overlapping digits
+# (outliers.py): its low confidence on a squeezed pair now speaks for a cut, where it took a piece penalty of 4.
+PIECE, WIDER = 1.0, 3.0
+DOUBT = 0.75  # a group read whole or split, whichever scored less than this behind the other: a doubtful call
 MAX_DIGITS = 32  # the most digits read in one image, by default
 
 

@@ -40,10 +40,11 @@ from feedback import (
     PredictionIds,
     load_secret,
 )
-from observability import PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
+from observability import NOT_DIGITS, PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
 from predict import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_WEIGHTS,
+    NOT_A_DIGIT,
     SEVERAL_DIGITS,
     ImageError,
     ImageTooLarge,
@@ -147,12 +148,18 @@ class PredictionOut(BaseModel):
     confidence: float = Field(ge=0, le=1, description="the probability of that digit")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="probabilities of 0 to 9")
     uncertain: bool = Field(description="true when the model isn't confident: maybe not a single, clear digit")
+    not_a_digit: bool = Field(
+        description="true when the image doesn't look like a digit at all (uncertain is true too); false when "
+        "the model is only unsure which digit it is"
+    )
     prediction_id: str = Field(
         description="names this prediction in POST /feedback, for FEEDBACK_TTL_S seconds; "
         "signed, so any replica sharing PREDICTION_SECRET accepts it"
     )
     input_image: str = Field(description="the 28×28 image the model saw, as a base64-encoded PNG")
-    hint: str | None = Field(None, description="set when the image seems to hold several digits")
+    hint: str | None = Field(
+        None, description="what to do next: set when the image seems to hold several digits, or no digit at all"
+    )
 
 
 class NumberDigitOut(BaseModel):
@@ -233,14 +240,17 @@ def to_out(state: State, p: Prediction) -> PredictionOut:
     PREDICTIONS.labels(str(p.digit)).inc()
     if p.uncertain:
         UNCERTAIN.inc()
+    if p.not_a_digit:
+        NOT_DIGITS.inc()
     png = to_png(p.image)
     prediction_id = state.ids.issue(png, p.digit, p.confidence, state.predictor.sha256)
     return PredictionOut(
-        hint=SEVERAL_DIGITS if p.several else None,
+        hint=SEVERAL_DIGITS if p.several else NOT_A_DIGIT if p.not_a_digit else None,
         digit=p.digit,
         confidence=p.confidence,
         probabilities=p.probabilities,
         uncertain=p.uncertain,
+        not_a_digit=p.not_a_digit,
         input_image=base64.b64encode(png).decode("ascii"),
         prediction_id=prediction_id,
     )
@@ -485,7 +495,8 @@ def upload_result(
         prediction = classify(request, upload)
     except HTTPException as e:
         return templates.TemplateResponse(request, "upload.html", {"error": e.detail}, status_code=e.status_code)
-    context = {"prediction": prediction, "filename": upload.filename}
+    runner_up = sorted(range(10), key=prediction.probabilities.__getitem__)[-2]
+    context = {"prediction": prediction, "runner_up": runner_up, "filename": upload.filename}
     return templates.TemplateResponse(request, "result.html", context)
 
 

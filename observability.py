@@ -27,6 +27,7 @@ LATENCY = Histogram(
 )
 PREDICTIONS = Counter("predictions_total", "Predictions by digit", ["digit"])
 UNCERTAIN = Counter("predictions_uncertain_total", "Predictions whose confidence was below the uncertainty threshold")
+NOT_DIGITS = Counter("predictions_not_a_digit_total", "Uncertain predictions of images that don't look like a digit")
 # Summed over the workers alive now: a killed worker's share is dropped at the next scrape.
 IN_PROGRESS = Gauge("http_requests_in_progress", "Requests being served now", multiprocess_mode="livesum")
 WORKERS = Gauge("digits_workers", "Worker processes serving the model", multiprocess_mode="livesum")

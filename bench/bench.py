@@ -287,6 +287,7 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
         confidence=p.confidence,
         probabilities=p.probabilities,
         uncertain=p.uncertain,
+        not_a_digit=p.not_a_digit,
         input_image="",
         hint=None,
         prediction_id=ids.issue(small, p.digit, p.confidence, predictor.sha256),

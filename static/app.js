@@ -181,12 +181,17 @@ function showPrediction(p) {
   output.hidden = false;
   $("result-digit").textContent = p.digit;
   $("confidence").textContent = `${(p.confidence * 100).toFixed(1)}% sure`;
-  if (p.hint) {
+  if (p.not_a_digit) {
+    $("result-digit").textContent = "?";
+    $("status").textContent = `That doesn't look like a digit. If the model had to choose, it would say ${p.digit}.`;
+    $("status").className = "status uncertain";
+  } else if (p.hint) {
     $("status").textContent = "This looks like several digits, not one.";
     $("status").className = "status uncertain";
     $("as-number").hidden = false;
   } else if (p.uncertain) {
-    $("status").textContent = `Not sure. It may not be a single, clear digit; ${p.digit} is only the best guess.`;
+    const runnerUp = p.probabilities.reduce((best, q, d) => (d !== p.digit && (best < 0 || q > p.probabilities[best]) ? d : best), -1);
+    $("status").textContent = `Not sure which digit: ${p.digit} or ${runnerUp}. ${p.digit} is only the best guess.`;
     $("status").className = "status uncertain";
   }
   const seen = $("seen");

@@ -1,3 +1,4 @@
+import gzip
 import io
 import os
 import re
@@ -24,6 +25,7 @@ SERVER_TIMEOUT_S = 3
 os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='digits-tests-')}/feedback.db"
 
 import dataset  # noqa: E402
+import report  # noqa: E402
 from main import app  # noqa: E402
 
 
@@ -104,6 +106,15 @@ def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **params) -> bytes
     buf = io.BytesIO()
     image.save(buf, format=fmt, **params)
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def clothes_pngs() -> list[bytes]:
+    """The first 20 Fashion-MNIST test images (shoes, shirts, bags) as PNG uploads: things that are no digit."""
+    if not report.FASHION_MNIST.is_file():
+        pytest.fail(f"{report.FASHION_MNIST} is missing: `make test` installs Debian's dataset-fashion-mnist")
+    raw = gzip.decompress(report.FASHION_MNIST.read_bytes())
+    return [encode(c) for c in np.frombuffer(raw, np.uint8, offset=16, count=20 * 784).reshape(20, 28, 28)]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import encode
-from predict import to_png
+from predict import NOT_A_DIGIT, to_png
 
 
 def png_file(data: bytes, name: str = "digit.png") -> dict:
@@ -178,6 +178,35 @@ def test_upload_form_shows_the_result(client, seven_png):
     assert "my seven.png" in r.text
     assert r.text.count("<meter") == 10
     assert 'src="data:image/png;base64,' in r.text
+
+
+def test_things_that_are_not_digits_are_answered_as_such(client, clothes_pngs, seven_png):
+    files = [("files", (f"{i}.png", c, "image/png")) for i, c in enumerate(clothes_pngs)]
+    r = client.post("/predict/batch", files=files)
+    assert r.status_code == 200
+    answers = r.json()["predictions"]
+    not_digits = [a for a in answers if a["not_a_digit"]]
+    assert len(not_digits) >= 15, [a["confidence"] for a in answers]  # the yardstick is in test_quality
+    for a in not_digits:
+        assert a["uncertain"] is True
+        assert a["hint"] == NOT_A_DIGIT
+    digit = client.post("/predict", files=png_file(seven_png)).json()
+    assert digit["not_a_digit"] is False
+    assert digit["hint"] is None
+
+
+def test_upload_form_says_when_it_is_no_digit(client, clothes_pngs):
+    told = 0
+    for clothes in clothes_pngs:
+        said = client.post("/predict", files=png_file(clothes)).json()["not_a_digit"]
+        told += said
+        r = client.post("/upload", files=png_file(clothes, "clothes.png"))
+        assert r.status_code == 200
+        # The page says what the API says, and still shows the probabilities, for the curious.
+        assert ("<h1>That doesn't look like a digit</h1>" in r.text) is said
+        assert ("<title>Not a digit" in r.text) is said
+        assert r.text.count("<meter") == 10
+    assert told >= 15
 
 
 def test_upload_escapes_the_filename(client, seven_png):

@@ -119,6 +119,15 @@ def test_upload_through_the_file_picker(page, seven_png):
     assert page.url.endswith("/upload")  # in place, no reload
 
 
+def test_an_upload_of_no_digit_says_so(page, clothes_pngs):
+    boot = clothes_pngs[0]  # an ankle boot, the first of Fashion-MNIST's test set
+    page.set_input_files("#file", files=[{"name": "boot.png", "mimeType": "image/png", "buffer": boot}])
+    expect(page.get_by_test_id("status")).to_contain_text("doesn't look like a digit", timeout=10_000)
+    expect(page.get_by_test_id("result-digit")).to_have_text("?")
+    expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
+    page.screenshot(path=SCREENSHOTS / "not-a-digit.png", full_page=True)
+
+
 def test_a_non_image_shows_a_clear_error(page):
     page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
     status = page.get_by_test_id("status")

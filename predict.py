@@ -434,7 +434,8 @@ class Predictor:
             uncertain = top < self.uncertain_below
             not_a_digit = uncertain and top + second < NOT_A_DIGIT_TOP_TWO
             digit = row.index(top)
-            predictions.append(Prediction(digit, top, [round(p, 6) for p in row], uncertain, image, False, not_a_digit))
+            rounded = [round(p, 6) for p in row]
+            predictions.append(Prediction(digit, top, rounded, uncertain, image, not_a_digit=not_a_digit))
         return predictions
 
     def predict(self, data: bytes) -> Prediction:

@@ -152,7 +152,6 @@ CLAIMS = [
         (
             r"python train.py --fast +# no teacher: ([\d.]+)%",
             r"\| `python train.py --fast` \(no teacher, 40 epochs\) \| ([\d.]+)%",
-            r"\| `python train.py --fast` / `python train.py`, whole runs \| [\d.]+ min to ([\d.]+)%",
         ),
         "fast_test_accuracy",
         # Bit for bit the same on one CPU model and thread count; kernels differ between CPUs.

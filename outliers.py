@@ -13,6 +13,7 @@ the model meets them exactly as the service would show them to it.
 """
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -136,7 +137,15 @@ def pool(digits: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarra
     """n outliers, an equal share of each kind, as the 28×28 inputs the service would make of them (N×28×28 in
     [0,1]). `digits` (N×28×28 uint8, ink bright) and `labels` are training digits, for the overlaps."""
     rng = np.random.default_rng(seed)
-    makers = [scribble, blob, texture, lambda r: overlap(r, digits, labels), glyph]
+    overlaps = functools.partial(overlap, digits=digits, labels=labels)
+    by_kind: dict[str, Callable[[np.random.Generator], Image.Image]] = {
+        "scribbles": scribble,
+        "blobs": blob,
+        "textures": texture,
+        "overlaps": overlaps,
+        "glyphs": glyph,
+    }
+    makers = [by_kind[kind] for kind in KINDS]
     out = np.zeros((n, 28, 28), np.float32)
     i = 0
     while i < n:

@@ -120,12 +120,12 @@ def served_figures(
     The same draw when training writes the figures and when `make claims` checks them."""
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(images), min(digits, len(images)), replace=False)
-    scored = score_sets(predictor, images[sample], rng)
+    sets = score_sets(predictor, images[sample], rng)
     figures = {
         "uploaded_accuracy": uploaded_accuracy(predictor, images[sample], labels[sample]),
-        "rejection": rejection(scored),
+        "rejection": rejection(sets),
     }
-    return figures, {name: s.confidence for name, s in scored.items()}
+    return figures, {name: s.confidence for name, s in sets.items()}
 
 
 @dataclass

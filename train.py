@@ -131,24 +131,24 @@ def train(
     g: torch.Generator,
     teacher: nn.Module | None,
     desc: str,
-    outliers: torch.Tensor | None = None,
+    not_digits: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """One epoch over (x, y) in shuffled, freshly augmented batches; returns mean training loss and accuracy.
 
-    With outliers (things that are not digits), each batch also takes half as many of them, augmented the
-    same way, and the loss pushes the model's answer on them towards uniform (outlier exposure)."""
+    With not_digits (outliers.py), each batch also takes half as many of them, augmented the same way, and
+    the loss pushes the model's answer on them towards uniform (outlier exposure)."""
     model.train()
     order = torch.randperm(len(x), device=x.device, generator=g)
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for idx in tqdm(order.split(args.batch_size), desc=desc, leave=False, disable=args.quiet):
         batch = x[idx]
-        if outliers is not None:
-            picked = torch.randint(len(outliers), (len(idx) // 2,), device=x.device, generator=g)
-            batch = torch.cat([batch, outliers[picked]])
+        if not_digits is not None:
+            picked = torch.randint(len(not_digits), (len(idx) // 2,), device=x.device, generator=g)
+            batch = torch.cat([batch, not_digits[picked]])
         inputs = normalize(augment(batch, g, args))
         logits = model(inputs)
-        if outliers is not None:
+        if not_digits is not None:
             # Cross-entropy against the uniform answer: the mean of the negative log-probabilities.
             away = -F.log_softmax(logits[len(idx) :], 1).mean()
             inputs, logits = inputs[: len(idx)], logits[: len(idx)]
@@ -159,7 +159,7 @@ def train(
                 soft = F.log_softmax(teacher(inputs) / t, dim=1)
             distill = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean", log_target=True)
             loss = (1 - args.kd_alpha) * loss + args.kd_alpha * t * t * distill
-        if outliers is not None:
+        if not_digits is not None:
             loss = loss + args.outlier_weight * away
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -213,7 +213,7 @@ def fit(
     g: torch.Generator,
     teacher: nn.Module | None = None,
     name: str = "mlp",
-    outliers: torch.Tensor | None = None,
+    not_digits: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Train model, keeping the moving average with the best validation accuracy; returns its state and the history."""
     ema = AveragedModel(model, multi_avg_fn=ema_update(args.ema_decay))
@@ -234,7 +234,7 @@ def fit(
             g,
             teacher,
             f"{name} epoch {epoch}/{epochs}",
-            outliers,
+            not_digits,
         )
         val_loss, val_acc = evaluate(ema.module, data["val_x"], data["val_y"])
         history.append(
@@ -541,6 +541,7 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
     fewest, mnist_val, feedback_val = mistakes(base)
     print(f"current weights: MNIST validation {mnist_val:.2%}, corrections validation {feedback_val:.2%}")
     start = time.perf_counter()
+    not_digits = exposure(args, data)  # fine-tuning keeps the doubt of what isn't a digit
     for repeat in (4, 16, 64):
         model = MLP(dropout=args.dropout).to(x.device)
         model.load_state_dict(base.state_dict())
@@ -549,9 +550,8 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
             "train_x": torch.cat([data["train_x"]] + [x[fit_idx]] * repeat),
             "train_y": torch.cat([data["train_y"]] + [y[fit_idx]] * repeat),
         }
-        state, history = fit(
-            model, mixed, args, args.epochs, args.lr / 10, g, name=f"fine-tune x{repeat}", outliers=exposure(args, data)
-        )
+        name = f"fine-tune x{repeat}"
+        state, history = fit(model, mixed, args, args.epochs, args.lr / 10, g, name=name, not_digits=not_digits)
         model.load_state_dict(state)
         count, mnist_val, feedback_val = mistakes(model)
         print(f"oversampled {repeat}x: MNIST validation {mnist_val:.2%}, corrections validation {feedback_val:.2%}")
@@ -644,7 +644,7 @@ def main() -> None:
         print(f"teacher: validation {results['teacher_val_accuracy']:.2%}, test {results['teacher_test_accuracy']:.2%}")
 
     model = MLP(dropout=args.dropout).to(device)
-    state, history = fit(model, data, args, args.epochs, args.lr, g, teacher, outliers=exposure(args, data))
+    state, history = fit(model, data, args, args.epochs, args.lr, g, teacher, not_digits=exposure(args, data))
     finish(state, history, data, args, time.perf_counter() - start, results)
 
 

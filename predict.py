@@ -549,7 +549,11 @@ def format_records(records: list[dict[str, Any]], fmt: str, number: bool = False
         csv.DictWriter(buf, fields, extrasaction="ignore", lineterminator="\n").writerows(records)
         return buf.getvalue(), ""
     key = "number" if number else "digit"
-    good = "".join(f"{r['path']}: {r[key]} ({r['confidence']:.1%})\n" for r in records if "error" not in r)
+    good = "".join(
+        f"{r['path']}: {'not a digit, at best ' if r.get('not_a_digit') else ''}{r[key]} ({r['confidence']:.1%})\n"
+        for r in records
+        if "error" not in r
+    )
     return good, "".join(f"{r['path']}: error: {r['error']}\n" for r in records if "error" in r)
 
 

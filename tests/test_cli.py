@@ -56,6 +56,17 @@ def test_bad_and_missing_files_are_reported_and_the_rest_still_run(tmp_path, sev
     assert f"{missing}: error: No such file" in r.stderr
 
 
+def test_an_image_of_no_digit_is_called_so(tmp_path, clothes_pngs, seven_png):
+    boot, seven = tmp_path / "boot.png", tmp_path / "seven.png"
+    boot.write_bytes(clothes_pngs[0])
+    seven.write_bytes(seven_png)
+    r = run(str(boot), str(seven))
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(rf"{boot}: not a digit, at best \d \(\d+\.\d%\)\n{seven}: 7 \(\d+\.\d%\)\n", r.stdout)
+    csv_rows = list(csv.DictReader(io.StringIO(run("--format", "csv", str(boot), str(seven)).stdout)))
+    assert [row["not_a_digit"] for row in csv_rows] == ["True", "False"]
+
+
 @pytest.fixture
 def scans(tmp_path, mnist_test):
     """A folder of 150 digits in nested folders, with a damaged scan and a file that is no image at all."""

@@ -97,13 +97,18 @@ def letters(rng: np.random.Generator) -> list[Image.Image]:
     return out
 
 
+def clothes() -> np.ndarray:
+    """Fashion-MNIST's 10,000 test images (N×28×28 uint8, bright on black), the yardstick no training sees."""
+    raw = gzip.decompress(FASHION_MNIST.read_bytes())
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+
+
 def non_digits(rng: np.random.Generator, n: int = 2000) -> dict[str, list[Image.Image]]:
     """Things people send that are not digits. Fashion-MNIST is only ever measured, never trained on."""
     sets: dict[str, list[Image.Image]] = {}
     if FASHION_MNIST.is_file():
-        raw = gzip.decompress(FASHION_MNIST.read_bytes())
-        clothes = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
-        sets["Fashion-MNIST"] = [Image.fromarray(c) for c in clothes[rng.choice(len(clothes), n, replace=False)]]
+        items = clothes()
+        sets["Fashion-MNIST"] = [Image.fromarray(c) for c in items[rng.choice(len(items), n, replace=False)]]
     sets["letters"] = letters(rng)
     sets["blank"] = [Image.new("L", (64, 64), int(v)) for v in rng.integers(0, 256, 50)]
     sets["noise"] = [Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)) for _ in range(200)]
@@ -140,13 +145,11 @@ class Scored:
 def scored(predictor: Predictor, images: list[Image.Image]) -> Scored:
     results = predictor.predict_many([png(im) for im in images])
     # Refused outright is the surest "not a digit".
-    refused = np.array([isinstance(r, ImageError) for r in results])
-    answers = [r for r in results if not isinstance(r, ImageError)]
-    confidence, flagged, not_a_digit = np.zeros(len(results)), refused.copy(), refused.copy()
-    confidence[~refused] = [r.confidence for r in answers]
-    flagged[~refused] = [r.uncertain for r in answers]
-    not_a_digit[~refused] = [r.not_a_digit for r in answers]
-    return Scored(confidence, flagged, not_a_digit)
+    return Scored(
+        confidence=np.array([0.0 if isinstance(r, ImageError) else r.confidence for r in results]),
+        flagged=np.array([isinstance(r, ImageError) or r.uncertain for r in results]),
+        not_a_digit=np.array([isinstance(r, ImageError) or r.not_a_digit for r in results]),
+    )
 
 
 def png(im: Image.Image) -> bytes:

@@ -44,8 +44,6 @@ from observability import NOT_DIGITS, PREDICTIONS, UNCERTAIN, WORKERS, Observabi
 from predict import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_WEIGHTS,
-    NOT_A_DIGIT,
-    SEVERAL_DIGITS,
     ImageError,
     ImageTooLarge,
     NoDigitFound,
@@ -245,7 +243,7 @@ def to_out(state: State, p: Prediction) -> PredictionOut:
     png = to_png(p.image)
     prediction_id = state.ids.issue(png, p.digit, p.confidence, state.predictor.sha256)
     return PredictionOut(
-        hint=SEVERAL_DIGITS if p.several else NOT_A_DIGIT if p.not_a_digit else None,
+        hint=p.hint,
         digit=p.digit,
         confidence=p.confidence,
         probabilities=p.probabilities,

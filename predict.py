@@ -325,6 +325,11 @@ class Prediction:
     several: bool = False  # the image seems to hold several digits side by side
     not_a_digit: bool = False  # uncertain, and not between two digits: it doesn't look like a digit at all
 
+    @property
+    def hint(self) -> str | None:
+        """What to send instead, when the answer is no single digit."""
+        return SEVERAL_DIGITS if self.several else NOT_A_DIGIT if self.not_a_digit else None
+
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

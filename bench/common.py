@@ -25,7 +25,7 @@ WRK_LUA = Path(__file__).resolve().parent / "wrk.lua"
 sys.path.insert(0, str(ROOT))
 
 from feedback import PredictionIds
-from predict import NOT_A_DIGIT, SEVERAL_DIGITS, ImageError, Prediction, Predictor, to_png
+from predict import ImageError, Prediction, Predictor, to_png
 
 
 def ensure_wrk() -> str:
@@ -238,5 +238,5 @@ def _answer(p: Prediction, ids: PredictionIds, sha256: str) -> dict[str, Any]:
         "not_a_digit": p.not_a_digit,
         "prediction_id": ids.issue(png, p.digit, p.confidence, sha256),
         "input_image": base64.b64encode(png).decode("ascii"),
-        "hint": SEVERAL_DIGITS if p.several else NOT_A_DIGIT if p.not_a_digit else None,
+        "hint": p.hint,
     }

@@ -108,11 +108,17 @@ def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **params) -> bytes
 
 
 @pytest.fixture(scope="session")
-def clothes_pngs() -> list[bytes]:
-    """The first 20 Fashion-MNIST test images (shoes, shirts, bags) as PNG uploads: things that are no digit."""
+def fashion_mnist() -> np.ndarray:
+    """Fashion-MNIST's test images, which report.py measures rejection on; a test that needs them fails without."""
     if not report.FASHION_MNIST.is_file():
         pytest.fail(f"{report.FASHION_MNIST} is missing: `make test` installs Debian's dataset-fashion-mnist")
-    return [encode(c) for c in report.clothes()[:20]]
+    return report.clothes()
+
+
+@pytest.fixture(scope="session")
+def clothes_pngs(fashion_mnist) -> list[bytes]:
+    """The first 20 Fashion-MNIST test images (shoes, shirts, bags) as PNG uploads: things that are no digit."""
+    return [encode(c) for c in fashion_mnist[:20]]
 
 
 @pytest.fixture(scope="session")

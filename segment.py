@@ -26,7 +26,6 @@ SHORTEST = 0.4  # a cut piece shorter than this is a stroke's tip, not a digit
 CUTS = 12  # candidate cuts tried in one group, the cheapest paths through its ink
 STEP = 0.08  # candidate paths start this far apart, and no two kept are closer on average
 BAND = 0.15  # a path wanders at most this far from where it starts
-PATH_ROWS = 32  # cuts are found on the group shrunk to this many rows
 SIDESTEP = 0.05  # what a path pays for each pixel it steps sideways, against 1 for a pixel of full ink
 # A piece scores log(confidence), less WIDER for each unit its width passes its height, and less CUT times
 # the ink its right-hand cut crosses. 1% of MNIST's digits are wider than 1.43 times their height, while two
@@ -69,23 +68,18 @@ class Reading:
 def _paths(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate cuts through a group, one column per row each, and the ink each crosses: the cheapest paths
     from top to bottom, each kept near the column it starts from, so that a cut can slip between strokes that
-    overlap. They are found on the group shrunk to PATH_ROWS rows, which is 6 times as fast from a photo."""
+    overlap. They are found at full resolution: on a group shrunk to 32 rows, two touching 0s drawn on the
+    page were cut through the right one's side."""
     h, w = ink.shape
-    scale = min(1.0, PATH_ROWS / h)
-    small = ink
-    if scale < 1:
-        size = (max(1, round(w * scale)), PATH_ROWS)
-        small = np.asarray(Image.fromarray(ink.astype(np.float32)).resize(size, Image.Resampling.BOX))
-    sh, sw = small.shape
-    lo, hi = max(1, round(NARROWEST * sh)), sw - max(1, round(NARROWEST * sh))
-    starts = np.arange(lo, hi, max(1, round(STEP * sh)))
+    lo, hi = max(1, round(NARROWEST * h)), w - max(1, round(NARROWEST * h))
+    starts = np.arange(lo, hi, max(1, round(STEP * h)))
     if starts.size == 0:
         return np.zeros((0, h), np.int64), np.zeros(0)
-    outside = np.abs(np.arange(sw)[None, :] - starts[:, None]) > BAND * sh  # (paths, columns)
-    inf = float(sh * sw)
-    cost = np.where(outside, inf, small[0])
-    moves = np.zeros((sh, starts.size, sw), np.int8)  # the step each path took into a pixel: -1, 0 or +1
-    for r in range(1, sh):
+    outside = np.abs(np.arange(w)[None, :] - starts[:, None]) > BAND * h  # (paths, columns)
+    inf = float(h * w)
+    cost = np.where(outside, inf, ink[0])
+    moves = np.zeros((h, starts.size, w), np.int8)  # the step each path took into a pixel: -1, 0 or +1
+    for r in range(1, h):
         best = cost.copy()
         for step, came in ((-1, np.s_[:, 1:]), (1, np.s_[:, :-1])):
             # From the neighbour on the left (step -1) or on the right (step +1), one column over.
@@ -93,21 +87,19 @@ def _paths(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             other[came] = cost[:, :-1] + SIDESTEP if step == -1 else cost[:, 1:] + SIDESTEP
             better = other < best
             best[better], moves[r][better] = other[better], step
-        cost = np.where(outside, inf, best + small[r])
+        cost = np.where(outside, inf, best + ink[r])
     end = cost.argmin(1)
-    paths = np.zeros((starts.size, sh), np.int64)
+    paths = np.zeros((starts.size, h), np.int64)
     paths[:, -1] = end
-    for r in range(sh - 1, 0, -1):
+    for r in range(h - 1, 0, -1):
         paths[:, r - 1] = paths[:, r] + moves[r, np.arange(starts.size), paths[:, r]]
     # The cheapest few, no two closer than a step on average, left to right without crossing.
     kept: list[int] = []
     for k in np.argsort(cost[np.arange(starts.size), end], kind="stable"):
-        if len(kept) < CUTS and all(np.abs(paths[k] - paths[j]).mean() >= STEP * sh for j in kept):
+        if len(kept) < CUTS and all(np.abs(paths[k] - paths[j]).mean() >= STEP * h for j in kept):
             kept.append(int(k))
     kept.sort(key=lambda k: paths[k].mean())
-    # Back to the group's own rows and columns; the ink crossed, in the shrunk group's rows, is the same share.
-    full = np.rint(paths[kept][:, np.minimum((np.arange(h) * scale).astype(np.int64), sh - 1)] / scale)
-    return np.maximum.accumulate(full.astype(np.int64), axis=0), cost[kept, end[kept]] * h / sh
+    return np.maximum.accumulate(paths[kept], axis=0), cost[kept, end[kept]]
 
 
 def _best_path(score: dict[tuple[int, int], float], n: int) -> tuple[float, list[tuple[int, int]]] | None:

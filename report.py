@@ -61,12 +61,15 @@ def render_as_uploaded(digit: np.ndarray, style: str, rng: np.random.Generator) 
 
 
 def phone_photo(digit: np.ndarray, seed: int = 0) -> bytes:
-    """A 4000x3000 camera-like JPEG of a digit: tinted grey paper lit unevenly, sensor noise, the digit large
-    and off-centre. The tests and the benchmarks both send it."""
+    """A 4000x3000 camera-like JPEG of a digit, or of a number's strip of digits: tinted grey paper lit unevenly,
+    sensor noise, the ink large and off-centre. The tests and the benchmarks both send it."""
     rng = np.random.default_rng(seed)
     page = 175 + 30 * np.linspace(0, 1, 4000)[None, :] + rng.normal(0, 5, (3000, 4000))
-    ink = np.asarray(Image.fromarray(digit).resize((1600, 1600), Image.Resampling.BICUBIC), dtype=np.float64) / 255
-    page[800:2400, 1400:3000] -= 150 * ink
+    scale = min(1600 / digit.shape[0], 3600 / digit.shape[1])
+    h, w = round(digit.shape[0] * scale), round(digit.shape[1] * scale)
+    ink = np.asarray(Image.fromarray(digit).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float64) / 255
+    top, left = 800 + (1600 - h) // 2, min(1400, 4000 - 200 - w)
+    page[top : top + h, left : left + w] -= 150 * ink
     rgb = np.clip(np.stack([page, page * 0.97, page * 0.92], -1), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "JPEG", quality=90)

@@ -14,6 +14,7 @@ but for the Workers section, which runs serve.py as `make run` does.
 import argparse
 import datetime
 import io
+import json
 import os
 import re
 import subprocess
@@ -508,6 +509,42 @@ def big_inputs(repeats: int) -> list[str]:
     return rows
 
 
+def number_strip(digits: list[np.ndarray], gap: int) -> np.ndarray:
+    """MNIST digits cropped to their ink and set side by side, gap pixels apart; a negative gap overlaps them."""
+    crops = [d[:, d.any(0)] for d in digits]
+    strip = np.zeros((28, sum(c.shape[1] for c in crops) + gap * (len(crops) - 1)), np.uint8)
+    x = 0
+    for c in crops:
+        np.maximum(strip[:, x : x + c.shape[1]], c, out=strip[:, x : x + c.shape[1]])
+        x += c.shape[1] + gap
+    return np.pad(strip, 4)
+
+
+def numbers(repeats: int) -> list[str]:
+    """/predict/number on a 4-digit phone photo, against /predict on the same bytes, alternating."""
+    images, labels = dataset.load(train=False)
+    digits, truth = [d.numpy() for d in images[10:14]], "".join(str(int(y)) for y in labels[10:14])
+    rows = []
+    with serve() as (url, _):
+        for name, gap in [("apart", 4), ("touching, overlapping by 1 px of 28", -1)]:
+            photo = phone_photo(number_strip(digits, gap))
+            request = urllib.request.Request(
+                url + "/predict/number", data=photo, headers={"Content-Type": "image/jpeg"}
+            )
+            with urllib.request.urlopen(request) as r:  # the warm-up says what was read
+                read = json.load(r)["number"]
+            single, number = [], []
+            for _ in range(repeats):
+                single.append(post(url + "/predict", photo, "image/jpeg"))
+                number.append(post(url + "/predict/number", photo, "image/jpeg"))
+            ratios = [n / s for n, s in zip(number, single, strict=True)]
+            rows.append(
+                f"| {name} | {truth} read as {read} | {fmt([n * 1000 for n in number], ' ms', 1)} | "
+                f"{fmt([s * 1000 for s in single], ' ms', 1)} | **{fmt(ratios, '×', 2)}** |"
+            )
+    return rows
+
+
 def batches(image: Path, rounds: int, seconds: int) -> list[str]:
     """Images/s through /predict/batch (256 PNGs a request) against single /predict calls, same server."""
     single, batch = [], []
@@ -685,6 +722,18 @@ full decode (JPEG draft mode decodes at 1/8 scale).
 """
 
 
+def numbers_section(repeats: int) -> str:
+    return f"""## Whole numbers
+{stamp("number", repeats, unit="requests")} One request at a time, raw body:
+/predict/number on a 4000×3000 JPEG photo of four MNIST test digits, alternating with /predict on the same
+bytes. Goal: under 2×.
+
+| digits | number | /predict/number | /predict | ratio |
+| --- | --- | --- | --- | --- |
+{chr(10).join(numbers(repeats))}
+"""
+
+
 def batches_section(image: Path, rounds: int, seconds: int) -> str:
     return f"""## Batches
 {stamp("batches", rounds, seconds)} /predict/batch with 256 PNGs per request (2 connections) against single
@@ -766,6 +815,7 @@ def main() -> None:
         "workers",
         "folder",
         "photo",
+        "number",
         "batches",
         "cold",
         "threads",
@@ -795,6 +845,7 @@ def main() -> None:
             "workers": lambda: workers(image, rounds, seconds),
             "folder": lambda: folder(rounds),
             "photo": lambda: big_inputs_section(repeats),
+            "number": lambda: numbers_section(max(repeats, 15)),
             "batches": lambda: batches_section(image, rounds, seconds),
             "cold": lambda: cold_start_section(min(repeats, 5)),
             "threads": lambda: threads_section(image, rounds, seconds),

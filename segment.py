@@ -23,7 +23,7 @@ from predict import FULL_SIZE, Group, ImageError, Prediction, Predictor, decode,
 
 # Lengths are in units of the group's height.
 WIDE = 0.6  # a group wider than this may be several touching digits
-NARROWEST, WIDEST = 0.12, 1.6  # a cut piece's width (a 1 can be very narrow)
+NARROWEST, WIDEST = 0.12, 1.3  # a cut piece's width (a 1 can be very narrow; at 1.6, no reading changed)
 SHORTEST = 0.4  # a cut piece shorter than this is a stroke's tip, not a digit
 CUTS = 12  # candidate cuts of each kind tried in one group: paths, and straight columns
 STEP = 0.08  # candidate paths start this far apart, and no two kept are closer on average
@@ -152,13 +152,14 @@ def _extent(ink: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1] + 1 - cols[0]), int(rows[-1] + 1 - rows[0])
 
 
-def _scores(predictor: Predictor, inks: list[np.ndarray], tall: float) -> list[float]:
-    """What the classifier makes of each piece of ink, less a charge for its width."""
-    scores = []
-    for ink, p in zip(inks, predictor.classify(np.stack([fit_and_centre(x) for x in inks])), strict=True):
-        _, _, width, height = _extent(ink)
-        scores.append(math.log(max(p.confidence, 1e-9)) - WIDER * max(0.0, width / min(height, tall) - 1))
-    return scores
+def _scores(predictor: Predictor, inks: list[np.ndarray], sizes: list[tuple[int, int]], tall: float) -> list[float]:
+    """What the classifier makes of each piece of ink, less a charge for its width; sizes are the width and
+    height of each piece's ink."""
+    predictions = predictor.classify(np.stack([fit_and_centre(x) for x in inks]))
+    return [
+        math.log(max(p.confidence, 1e-9)) - WIDER * max(0.0, width / min(height, tall) - 1)
+        for p, (width, height) in zip(predictions, sizes, strict=True)
+    ]
 
 
 def _split(predictor: Predictor, group: Group, tall: float) -> tuple[list[tuple[int, np.ndarray]], bool]:
@@ -167,14 +168,15 @@ def _split(predictor: Predictor, group: Group, tall: float) -> tuple[list[tuple[
     h, w = group.ink.shape
     if w <= WIDE * h:
         return [(0, group.ink)], False
-    [whole] = _scores(predictor, [group.ink], tall)  # always a candidate: some single digits are wide
+    # The whole group is always a candidate: some single digits are wide.
+    [whole] = _scores(predictor, [group.ink], [_extent(group.ink)[2:]], tall)
     if w <= ALONE * h and whole >= math.log(SURE):
         return [(0, group.ink)], False
     paths, crossed = _cuts(group.ink)
     bounds = [np.zeros(h, np.int64), *paths, np.full(h, w)]
     cut = [*(CUT * crossed / h), 0.0]  # what the cut on each bound after the first costs: nothing on the edge
     cols = np.arange(w)
-    pieces = {}
+    pieces, sizes = {}, {}
     centres = [float(b.mean()) for b in bounds]
     for i, j in itertools.combinations(range(len(bounds)), 2):
         if (i, j) == (0, len(bounds) - 1) or centres[j] - centres[i] > (WIDEST + 2 * BAND) * h:
@@ -187,10 +189,12 @@ def _split(predictor: Predictor, group: Group, tall: float) -> tuple[list[tuple[
         if piece.any():
             _, _, width, height = _extent(piece)
             if NARROWEST * h <= width <= WIDEST * h and height >= SHORTEST * h:
-                pieces[(i, j)] = (c0, piece)
+                pieces[(i, j)], sizes[(i, j)] = (c0, piece), (width, height)
     if not pieces:
         return [(0, group.ink)], False
-    score = dict(zip(pieces, _scores(predictor, [piece for _, piece in pieces.values()], tall), strict=True))
+    score = dict(
+        zip(pieces, _scores(predictor, [p for _, p in pieces.values()], list(sizes.values()), tall), strict=True)
+    )
     counted = _best_runs({(i, j): s - cut[j - 1] for (i, j), s in score.items()}, len(bounds))
     if not counted:
         return [(0, group.ink)], False

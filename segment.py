@@ -22,7 +22,7 @@ from PIL import Image
 from predict import FULL_SIZE, Group, ImageError, Prediction, Predictor, decode, fit_and_centre, ink_groups, ink_map
 
 # Lengths are in units of the group's height.
-WIDE = 0.6  # a group wider than this may be several touching digits
+WIDE = 0.4  # a group wider than this may be several touching digits (two 1s side by side can be 0.4)
 NARROWEST, WIDEST = 0.12, 1.3  # a cut piece's width (a 1 can be very narrow; at 1.6, no reading changed)
 SHORTEST = 0.4  # a cut piece shorter than this is a stroke's tip, not a digit
 CUTS = 12  # candidate cuts of each kind tried in one group: paths, and straight columns

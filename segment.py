@@ -74,13 +74,19 @@ class Reading:
         return self.split_doubtful or any(d.prediction.uncertain for d in self.digits)
 
 
+def _inner(h: int, w: int) -> tuple[int, int]:
+    """The columns a cut may start from in a group: none nearer either edge than the narrowest piece."""
+    edge = max(1, round(NARROWEST * h))
+    return edge, w - edge
+
+
 def _paths(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The cheapest paths from top to bottom through a group, one column per row each, and the ink each
     crosses. Each is kept near the column it starts from, so that a cut can slip between strokes that overlap.
     They are found at full resolution: on a group shrunk to 32 rows, two touching 0s drawn on the page were
     cut through the right one's side."""
     h, w = ink.shape
-    lo, hi = max(1, round(NARROWEST * h)), w - max(1, round(NARROWEST * h))
+    lo, hi = _inner(h, w)
     starts = np.arange(lo, hi, max(1, round(STEP * h)))
     if starts.size == 0:
         return np.zeros((0, h), np.int64), np.zeros(0)
@@ -118,7 +124,7 @@ def _cuts(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = ink.shape
     paths, crossed = _paths(ink)
     profile = np.convolve(ink.sum(0), np.ones(3) / 3, mode="same")
-    lo, hi = max(1, round(NARROWEST * h)), w - max(1, round(NARROWEST * h))
+    lo, hi = _inner(h, w)
     minima = [c for c in range(lo, hi) if profile[c] <= profile[c - 1] and profile[c] <= profile[c + 1]]
     columns = [c for c in sorted(minima, key=lambda c: profile[c])[:CUTS] if not (paths == c).all(1).any()]
     paths = np.concatenate([paths, np.repeat(np.array(columns, np.int64)[:, None], h, 1)])

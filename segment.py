@@ -176,8 +176,8 @@ def _split(predictor: Predictor, group: Group, tall: float) -> tuple[list[tuple[
     h, w = group.ink.shape
     if w <= WIDE * h:
         return [(0, group.ink)], False
-    # The whole group is always a candidate: some single digits are wide.
-    [whole] = _scores(predictor, [group.ink], [_extent(group.ink)[2:]], tall)
+    # The whole group is always a candidate: some single digits are wide. Its ink fills its box (ink_groups).
+    [whole] = _scores(predictor, [group.ink], [(w, h)], tall)
     if w <= ALONE * h and whole >= math.log(SURE):
         return [(0, group.ink)], False
     paths, crossed = _cuts(group.ink)

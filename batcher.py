@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio.to_thread
+from anyio import CapacityLimiter
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -23,9 +24,13 @@ class MicroBatcher(Generic[In, Out]):
     caller alone. max_batch bounds how long the first item of a batch waits for the last.
     """
 
-    def __init__(self, run: Callable[[list[In]], list[Out | Exception]], max_batch: int) -> None:
+    def __init__(
+        self, run: Callable[[list[In]], list[Out | Exception]], max_batch: int, limiter: CapacityLimiter | None = None
+    ) -> None:
         self.run = run
         self.max_batch = max_batch
+        # A thread of its own, so that batches never queue behind other work in AnyIO's default threadpool.
+        self.limiter = limiter
         self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -45,7 +50,9 @@ class MicroBatcher(Generic[In, Out]):
                 if not batch:
                     continue
                 try:
-                    results = await anyio.to_thread.run_sync(self.run, [item for item, _ in batch])
+                    results = await anyio.to_thread.run_sync(
+                        self.run, [item for item, _ in batch], limiter=self.limiter
+                    )
                 except Exception as e:  # a failure of the whole batch reaches every caller in it
                     results = [e] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):

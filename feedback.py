@@ -3,15 +3,21 @@
 A prediction's id is not a key into any process's memory: it is the prediction itself, signed. It
 carries what a correction stores, so the process that takes the correction needs only the shared secret
 and the database, never the process that made the prediction. What is stored is only the 28x28 image the
-model saw (PNG), the predicted digit, its confidence, the corrected label, the model's sha256 and the
-time: never the original upload, nor anything about the client. SQLite under data/ by default; set
-DATABASE_URL to share one PostgreSQL between replicas.
+model saw (PNG), the predicted digit, its confidence, the corrected label, the model's sha256, the time,
+and a keyed hash of the client's address that bounds how many corrections one client makes an hour: never
+the original upload, nor the address. SQLite under data/ by default; set DATABASE_URL to share one
+PostgreSQL between replicas.
+
+Corrections come from strangers, so they are untrusted: each waits for an operator's review
+(`python review.py`), and `train.py --feedback` learns only from those accepted.
 """
 
 import base64
 import binascii
 import hashlib
+import hmac
 import io
+import ipaddress
 import os
 import secrets
 import sqlite3
@@ -19,7 +25,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from PIL import Image
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -37,11 +44,16 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    and_,
     create_engine,
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
+    union_all,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
@@ -52,7 +64,9 @@ DEFAULT_SECRET_FILE = DATA / "prediction_secret"
 MIN_SECRET_BYTES = 16
 
 # The schema's version, kept in the database: migrate() brings any older database up to it, step by step.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# A correction's review: learned from only once an operator accepted it.
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 
 metadata = MetaData()
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -67,6 +81,8 @@ corrections = Table(
     Column("label", SmallInteger, nullable=False),
     Column("model_sha256", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("client", String(32)),  # client_key() of the sender's address; none for corrections from before it
+    Column("review", String(8), nullable=False, server_default=PENDING),
 )
 number_corrections = Table(
     "number_corrections",
@@ -79,10 +95,27 @@ number_corrections = Table(
     Column("label", String(64), nullable=False),
     Column("model_sha256", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("client", String(32)),
+    Column("review", String(8), nullable=False, server_default=PENDING),
 )
+TABLES = (corrections, number_corrections)
+
+
+def _reviews(conn: Connection) -> None:
+    """The client and review columns, on tables made before them (tables made since have them already)."""
+    for table in TABLES:
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        if "client" not in have:
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN client VARCHAR(32)"))
+        if "review" not in have:
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN review VARCHAR(8) NOT NULL DEFAULT '{PENDING}'"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_{table.name}_client ON {table.name} (client, created_at)"))
+
+
 MIGRATIONS = {
     1: lambda conn: metadata.create_all(conn, tables=[corrections]),
     2: lambda conn: metadata.create_all(conn, tables=[number_corrections]),
+    3: _reviews,
 }
 
 
@@ -101,12 +134,41 @@ class Seen:
         return isinstance(self.predicted, str)
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A stored correction, with what an operator needs to judge it."""
+
+    table: str
+    id: int
+    image_png: bytes  # the 28x28 input, or a number's crops side by side
+    predicted: str
+    label: str
+    confidence: float
+    client: str | None
+    client_total: int  # corrections from the same client, in all
+
+
 class BadPredictionId(ValueError):
     """The id was changed, cut short, or signed with another secret."""
 
 
 class ExpiredPredictionId(ValueError):
     """The id is genuine but older than the time allowed for corrections."""
+
+
+class TooManyCorrections(ValueError):
+    """The client has made as many corrections in the last hour as one client may."""
+
+
+def client_key(secret: bytes, address: str) -> str:
+    """A keyed hash of a client's address, the same on every replica: enough to count one client's corrections,
+    not to recover the address. An IPv6 client is its /64, which one household or host usually has whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+        address = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+    except ValueError:
+        pass  # not an address (a test client's name): counted as it is
+    return hmac.new(secret, b"digits.client:" + address.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def load_secret(path: Path = DEFAULT_SECRET_FILE) -> bytes:
@@ -134,7 +196,13 @@ def load_secret(path: Path = DEFAULT_SECRET_FILE) -> bytes:
             pass  # another worker got there first: use its secret
         finally:
             os.unlink(tmp)
-    return path.read_bytes().strip()
+    stored = path.read_bytes().strip()
+    if len(stored) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{path} holds {len(stored)} bytes, fewer than {MIN_SECRET_BYTES}: anyone could guess it and forge "
+            "prediction ids; delete it and a new one is made at the next start, or set PREDICTION_SECRET"
+        )
+    return stored
 
 
 class PredictionIds:
@@ -225,14 +293,18 @@ class FeedbackStore:
         self.engine = make_engine(url)
         migrate(self.engine)
 
-    def record(self, seen: Seen, label: int | str) -> int:
+    def record(self, seen: Seen, label: int | str, client: str, per_hour: int) -> int:
         """Store a correction, or replace the label of an earlier one for the same prediction; returns its id.
 
-        One upsert, so that the same correction replayed through two replicas at once still makes one row.
-        A whole number's correction keeps its digits' crops, its number read and its right number.
+        One upsert, so that the same correction replayed through two replicas at once still makes one row. A
+        changed label waits for review again. A whole number's correction keeps its digits' crops, its number
+        read and its right number. Raises TooManyCorrections once the client has made per_hour in the last
+        hour: counted in the database, so the bound holds across workers and replicas (give or take the
+        requests in flight at the same moment).
         """
         table = number_corrections if seen.number else corrections
         image = {"crops_png": seen.image_png} if seen.number else {"image_png": seen.image_png}
+        now = datetime.now(UTC)
         row = (
             UPSERT_DIALECTS[self.engine.dialect.name]
             .insert(table)
@@ -242,12 +314,24 @@ class FeedbackStore:
                 confidence=seen.confidence,
                 label=label,
                 model_sha256=seen.model_sha256,
-                created_at=datetime.now(UTC),
+                created_at=now,
+                client=client,
+                review=PENDING,
                 **image,
             )
         )
-        upsert = row.on_conflict_do_update(index_elements=[table.c.prediction_id], set_={"label": label})
+        upsert = row.on_conflict_do_update(
+            index_elements=[table.c.prediction_id], set_={"label": label, "review": PENDING}
+        )
+        recent = union_all(
+            *(
+                select(t.c.id).where(and_(t.c.client == client, t.c.created_at > now - timedelta(hours=1)))
+                for t in TABLES
+            )
+        ).subquery()
         with self.engine.begin() as conn:
+            if conn.execute(select(func.count()).select_from(recent)).scalar_one() >= per_hour:
+                raise TooManyCorrections(client)
             return int(conn.execute(upsert.returning(table.c.id)).scalar_one())
 
     def stats(self) -> dict[str, Any]:
@@ -262,20 +346,57 @@ class FeedbackStore:
             name: {str(d): counts.get(d, 0) for d in range(10)} for name, counts in by.items()
         }
 
-    def all(self) -> list[tuple[np.ndarray, int]]:
-        """Every corrected digit as the model saw it (28x28 uint8) with its right label, oldest first: the
-        single digits, then the digits of whole numbers whose right number has as many digits as were read."""
+    def all(self, review: str = ACCEPTED) -> list[tuple[np.ndarray, int]]:
+        """Every corrected digit with this review, as the model saw it (28x28 uint8) with its right label, oldest
+        first: the single digits, then the digits of whole numbers whose right number has as many digits as
+        were read."""
         with self.engine.connect() as conn:
-            digits = conn.execute(select(corrections.c.image_png, corrections.c.label).order_by(corrections.c.id))
+            digits = conn.execute(
+                select(corrections.c.image_png, corrections.c.label)
+                .where(corrections.c.review == review)
+                .order_by(corrections.c.id)
+            )
             out = [(_pixels(png), int(label)) for png, label in digits]
             numbers = conn.execute(
-                select(number_corrections.c.crops_png, number_corrections.c.label).order_by(number_corrections.c.id)
+                select(number_corrections.c.crops_png, number_corrections.c.label)
+                .where(number_corrections.c.review == review)
+                .order_by(number_corrections.c.id)
             )
             for png, label in numbers:
                 crops = _pixels(png)
                 if crops.shape[1] == 28 * len(label):
                     out += [(crops[:, 28 * i : 28 * (i + 1)], int(d)) for i, d in enumerate(label)]
         return out
+
+    def listed(self, review: str = PENDING) -> list[Listed]:
+        """The corrections with this review, oldest first, each with how many its client has sent in all."""
+        with self.engine.connect() as conn:
+            sent: dict[str | None, int] = dict(
+                conn.execute(
+                    select(text("client"), func.count())
+                    .select_from(union_all(*(select(t.c.client) for t in TABLES)).subquery())
+                    .group_by(text("client"))
+                ).all()
+            )
+            found = []
+            for table in TABLES:
+                image = table.c.crops_png if table is number_corrections else table.c.image_png
+                rows = conn.execute(
+                    select(table.c.id, image, table.c.predicted, table.c.label, table.c.confidence, table.c.client)
+                    .where(table.c.review == review)
+                    .order_by(table.c.id)
+                )
+                found += [
+                    Listed(table.name, i, png, str(predicted), str(label), confidence, client, sent.get(client, 0))
+                    for i, png, predicted, label, confidence, client in rows
+                ]
+        return found
+
+    def judge(self, table: str, row: int, verdict: str) -> None:
+        """Record an operator's verdict, ACCEPTED or REJECTED, on one correction."""
+        target = next(t for t in TABLES if t.name == table)
+        with self.engine.begin() as conn:
+            conn.execute(update(target).where(target.c.id == row).values(review=verdict))
 
 
 def _pixels(png: bytes) -> np.ndarray:

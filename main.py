@@ -8,21 +8,25 @@ Limits come from the environment; see Settings and the README.
 import asyncio
 import base64
 import gc
+import hmac
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import numpy as np
 import torch
+from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
@@ -32,12 +36,15 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from batcher import MicroBatcher
+from edge import BodyLimit, SecurityHeaders
 from feedback import (
     DEFAULT_DATABASE_URL,
     BadPredictionId,
     ExpiredPredictionId,
     FeedbackStore,
     PredictionIds,
+    TooManyCorrections,
+    client_key,
     load_secret,
 )
 from observability import NOT_DIGITS, PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
@@ -49,11 +56,14 @@ from predict import (
     NoDigitFound,
     Prediction,
     Predictor,
+    Prepared,
+    TooManyMarks,
     to_png,
 )
 from segment import MAX_DIGITS, TooManyDigits, read_number
 
 HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
 templates = Jinja2Templates(directory=HERE / "templates")
 
 UPLOAD_HINT = (
@@ -68,21 +78,37 @@ MAX_ID_CHARS = 65536
 # for the others' decoding, so this bounds the time that batching adds to it (about 0.2 ms an upload).
 MICRO_BATCH = 32
 LABEL = r"^[0-9]{1,64}$"  # a right number, as a string of digits
+# Threads for decoding and preprocessing (AnyIO's default threadpool), beside the one that runs the model: a
+# costly upload decoding in one leaves the others free, so it never holds back other requests' answers.
+THREADPOOL_SIZE = 4
+# The estimated decoding time one /predict/batch may use (formats.decode_ms): past it, files are refused unread.
+BATCH_BUDGET_MS = 500.0
+# An upload this small, estimated to decode within CHEAP_MS, is prepared on the model's thread with the rest of
+# its micro-batch: a 28×28 PNG takes 0.3 ms in all. Anything costlier (a phone photo, at 30 ms) is prepared
+# apart. The size bounds what parsing the file's structure costs before the estimate is known: 16 KB hold at
+# most 1,365 PNG chunks, 4 ms for Pillow to read.
+CHEAP_MS, CHEAP_BYTES = 1.0, 16 * 1024
+# /feedback's JSON: the longest prediction id, and room for the rest.
+FEEDBACK_BODY_BYTES = MAX_ID_CHARS + 1024
 
 
 @dataclass(frozen=True)
 class Settings:
     weights: Path = DEFAULT_WEIGHTS
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_receiving_bytes: int = 64 * 1024 * 1024  # of all the uploads a worker is receiving at once
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_batch_files: int = 256
     max_number_digits: int = MAX_DIGITS
     micro_batch: int = MICRO_BATCH
     request_timeout_s: float = 30.0
     torch_threads: int = 1
-    threadpool_size: int = 1
+    threadpool_size: int = THREADPOOL_SIZE
+    batch_budget_ms: float = BATCH_BUDGET_MS
     database_url: str = DEFAULT_DATABASE_URL
     feedback_ttl_s: int = 3600  # whole seconds: the signed time is in seconds
+    feedback_per_hour: int = 60  # corrections one client address may make in an hour
+    stats_token: str = ""  # when set, /metrics and /feedback/stats ask for it as a bearer token
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -90,6 +116,7 @@ class Settings:
         return cls(
             weights=Path(env.get("WEIGHTS_PATH", cls.weights)),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
+            max_receiving_bytes=int(env.get("MAX_RECEIVING_BYTES", cls.max_receiving_bytes)),
             max_image_pixels=int(env.get("MAX_IMAGE_PIXELS", cls.max_image_pixels)),
             max_batch_files=int(env.get("MAX_BATCH_FILES", cls.max_batch_files)),
             max_number_digits=int(env.get("MAX_NUMBER_DIGITS", cls.max_number_digits)),
@@ -97,8 +124,11 @@ class Settings:
             request_timeout_s=float(env.get("REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
             threadpool_size=int(env.get("THREADPOOL_SIZE", cls.threadpool_size)),
+            batch_budget_ms=float(env.get("BATCH_BUDGET_MS", cls.batch_budget_ms)),
             database_url=env.get("DATABASE_URL", cls.database_url),
             feedback_ttl_s=int(env.get("FEEDBACK_TTL_S", cls.feedback_ttl_s)),
+            feedback_per_hour=int(env.get("FEEDBACK_PER_HOUR", cls.feedback_per_hour)),
+            stats_token=env.get("STATS_TOKEN", cls.stats_token),
         )
 
 
@@ -108,17 +138,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost (bench/RESULTS.md), and
     # the threadpool already runs requests side by side.
     torch.set_num_threads(settings.torch_threads)
-    # Sync endpoints run in AnyIO's threadpool, 40 threads by default. Inference holds the GIL between
-    # torch and Pillow calls, so extra inference threads mostly queue for it, and every handoff waits
-    # out the interpreter's switch interval: forty threads serve a third to a half fewer requests than
-    # one, with several times its p99; one and two are close (bench/RESULTS.md). The event loop keeps
-    # reading uploads meanwhile; scale with uvicorn --workers.
+    # Sync endpoints and preprocessing run in AnyIO's threadpool, 40 threads by default. Python code holds the
+    # GIL, so extra threads mostly queue for it, and every handoff waits out the interpreter's switch interval:
+    # forty threads serve a third to a half fewer requests than one (bench/RESULTS.md). A few are kept so that
+    # an upload that is slow to decode (Pillow and numpy let go of the GIL there) leaves the others a thread.
+    # The model has a thread of its own. Scale with uvicorn --workers.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
-    app.state.ids = PredictionIds(load_secret(), settings.feedback_ttl_s)
+    secret = load_secret()
+    app.state.ids = PredictionIds(secret, settings.feedback_ttl_s)
+    app.state.secret = secret
     app.state.feedback = FeedbackStore(settings.database_url)
-    app.state.batcher = MicroBatcher(partial(answers, app.state), settings.micro_batch)
+    app.state.batcher = MicroBatcher(partial(answers, app.state), settings.micro_batch, CapacityLimiter(1))
     setup_access_log()
     WORKERS.inc()
     # Everything loaded so far lives as long as the worker. A full collection walked all of it (260,000
@@ -130,7 +162,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.feedback.engine.dispose()
 
 
-app = FastAPI(
+# FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the service itself, not from a CDN.
+app = FastAPIOffline(
     title="Handwritten digit recognition",
     description="A 784-256-128-10 MLP trained on MNIST. Upload a photo, scan or drawing of one digit, or of a "
     "whole number (/predict/number).",
@@ -138,6 +171,8 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+app.add_middleware(BodyLimit, limits={"/feedback": FEEDBACK_BODY_BYTES, "/upload/feedback": FEEDBACK_BODY_BYTES})
+app.add_middleware(SecurityHeaders)
 app.add_middleware(Observability)
 
 
@@ -225,7 +260,7 @@ class Upload:
     number: bool = False  # the page's form asked to read a whole number
 
 
-STATUS = {NoDigitFound: 422, TooManyDigits: 422, ImageTooLarge: 413}
+STATUS = {NoDigitFound: 422, TooManyDigits: 422, TooManyMarks: 422, ImageTooLarge: 413}
 
 
 def http_error(e: ImageError) -> HTTPException:
@@ -261,9 +296,55 @@ def classify(request: Request, upload: Upload) -> PredictionOut:
         raise http_error(e) from e
 
 
-def answers(state: State, uploads: list[bytes]) -> list[PredictionOut | Exception]:
-    """The answers for a micro-batch of /predict uploads; a bad upload's is its ImageError."""
-    return [r if isinstance(r, ImageError) else to_out(state, r) for r in state.predictor.predict_many(uploads)]
+class Costly:
+    """The micro-batch's answer for an upload too costly to decode on the model's thread: prepare it apart."""
+
+
+COSTLY = Costly()
+
+
+def answers(state: State, items: list[bytes | Prepared]) -> list[PredictionOut | Costly | Exception]:
+    """The answers for a micro-batch of /predict uploads, in one forward pass. A raw upload cheap to decode is
+    prepared here, which saves it a thread hand-off; a costly one is handed back undecoded, to come back
+    prepared."""
+    out: dict[int, PredictionOut | Costly | Exception] = {}
+    ready: list[tuple[int, Prepared]] = []
+    for i, item in enumerate(items):
+        try:
+            prepared = item if isinstance(item, tuple) else state.predictor.prepare_within(item, CHEAP_MS, CHEAP_BYTES)
+        except ImageError as e:
+            out[i] = e.with_traceback(None)  # see Predictor.predict_many
+            continue
+        if prepared is None:
+            out[i] = COSTLY
+        else:
+            ready.append((i, prepared))
+    predictions = state.predictor.finish([p for _, p in ready]) if ready else []
+    for (i, _), prediction in zip(ready, predictions, strict=True):
+        out[i] = to_out(state, prediction)
+    return [out[i] for i in range(len(items))]
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """The result of work, which is cancelled if the client hangs up first: a request still waiting for a thread
+    or for the model is dropped. (A thread already running can't be stopped; the bounds keep its work short.)"""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    # nginx's code for a request whose client closed the connection; nobody reads it.
+    raise HTTPException(499, detail="the client closed the connection before the answer was ready")
+
+
+async def disconnected(request: Request) -> None:
+    """Returns when the client has gone: once the body is read, the server's next message says so."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def read_body(request: Request) -> bytes:
@@ -279,12 +360,13 @@ async def read_body(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(settings.request_timeout_s):
+        async with asyncio.timeout(settings.request_timeout_s), receiving() as held:
             async for chunk in request.stream():
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > limit:
                     raise too_large
+                held(len(chunk), settings.max_receiving_bytes)
     except TimeoutError as e:
         raise HTTPException(
             408, detail=f"the upload took over {settings.request_timeout_s:g} s; check the connection and send it again"
@@ -292,6 +374,30 @@ async def read_body(request: Request) -> bytes:
     except ClientDisconnect as e:
         raise HTTPException(400, detail="the upload was cut off before it ended; send it again") from e
     return b"".join(chunks)
+
+
+RECEIVING = [0]  # bytes of unfinished uploads this worker holds; one event loop, so no lock
+
+
+@asynccontextmanager
+async def receiving() -> AsyncIterator[Callable[[int, int], None]]:
+    """Counts an upload's bytes into RECEIVING while it arrives: sixty slow 10 MiB uploads held 574 MB."""
+    mine = 0
+
+    def held(more: int, budget: int) -> None:
+        nonlocal mine
+        mine += more
+        RECEIVING[0] += more
+        if RECEIVING[0] > budget:
+            raise HTTPException(
+                503, detail="the service is busy receiving other uploads; send it again in a few seconds",
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
+
+    try:
+        yield held
+    finally:
+        RECEIVING[0] -= mine
 
 
 async def multipart_form(request: Request, max_files: int, too_many: HTTPException) -> FormData:
@@ -394,6 +500,32 @@ PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A sentence, as every other error is: where and what, never the input itself, which may be megabytes."""
+    problems = [
+        f"{'.'.join(str(part) for part in e['loc'] if part != 'body') or 'the body'}: {e['msg']}"
+        for e in exc.errors()[:3]
+    ]
+    return JSONResponse({"detail": "; ".join(problems)[:500] + "; see /docs for what to send"}, status_code=422)
+
+
+def openapi() -> dict[str, Any]:
+    """FastAPI's schema, with the 422 that invalid_request() sends: a sentence, as every error is."""
+    schema = FastAPI.openapi(app)
+    schema["components"]["schemas"]["HTTPValidationError"] = {
+        "title": "HTTPValidationError",
+        "type": "object",
+        "properties": {"detail": {"title": "Detail", "type": "string"}},
+        "required": ["detail"],
+    }
+    schema["components"]["schemas"].pop("ValidationError", None)
+    return schema
+
+
+app.openapi = openapi  # type: ignore[method-assign]
+
+
 @app.exception_handler(405)
 async def method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
     # Starlette's Allow names only the first route on the path; /upload has a GET and a POST route.
@@ -417,22 +549,34 @@ def index() -> RedirectResponse:
     return RedirectResponse("/upload")
 
 
-# Async, unlike the other inference endpoints: it hands its upload to the micro-batcher, which runs the
-# work in the threadpool. A sync endpoint would cost two thread hand-offs per request (FastAPI validates
-# a sync endpoint's answer in the threadpool too) and a forward pass each (bench/RESULTS.md, Profile).
+# The inference endpoints are async, each handing its work to a thread with unless_gone(), so that work still
+# queued when its client hangs up is dropped. /predict hands its upload to the micro-batcher, whose batches
+# run on the model's own thread: an upload cheap to decode (CHEAP_MS) is prepared there, with one thread
+# hand-off for the whole batch (bench/RESULTS.md, Profile); a costly one is prepared in AnyIO's threadpool
+# first, so that its decoding never holds back another upload's answer.
 @app.post("/predict", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
 async def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> PredictionOut:
     """Predict the digit in one image, sent as multipart field `file` or as the raw body."""
+    state = request.app.state
     try:
-        return await request.app.state.batcher.submit(upload.data)
+        answer = await state.batcher.submit(upload.data)
+        if isinstance(answer, Costly):
+            prepared = await unless_gone(request, anyio.to_thread.run_sync(state.predictor.prepare, upload.data))
+            answer = await unless_gone(request, state.batcher.submit(prepared))
     except ImageError as e:
         raise http_error(e) from e
+    assert isinstance(answer, PredictionOut), "a prepared upload is never handed back"
+    return answer
+
+
+async def in_thread(request: Request, work: Callable[[], T]) -> T:
+    return await unless_gone(request, anyio.to_thread.run_sync(work))
 
 
 @app.post("/predict/number", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
-def predict_number(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> NumberOut:
+async def predict_number(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> NumberOut:
     """Read a whole number: every digit in one image, left to right, each with its box in the image."""
-    return number_out(request, upload)
+    return await in_thread(request, partial(number_out, request, upload))
 
 
 def number_out(request: Request, upload: Upload) -> NumberOut:
@@ -456,13 +600,16 @@ def number_out(request: Request, upload: Upload) -> NumberOut:
 
 
 @app.post("/predict/batch", responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})
-def predict_batch(request: Request, uploads: Annotated[list[Upload], Depends(batch_upload)]) -> BatchOut:
+async def predict_batch(request: Request, uploads: Annotated[list[Upload], Depends(batch_upload)]) -> BatchOut:
     """Predict many images in one call; a bad image gets an `error` entry in its place."""
-    results = request.app.state.predictor.predict_many([u.data for u in uploads])
+    return await in_thread(request, partial(batch_out, request, uploads))
+
+
+def batch_out(request: Request, uploads: list[Upload]) -> BatchOut:
+    state = request.app.state
+    results = state.predictor.predict_many([u.data for u in uploads], state.settings.batch_budget_ms)
     return BatchOut(
-        predictions=[
-            BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(request.app.state, r) for r in results
-        ]
+        predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else to_out(state, r) for r in results]
     )
 
 
@@ -523,8 +670,18 @@ def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
         if len(label) != 1:
             raise HTTPException(422, detail="this prediction is of one digit: send the right digit, 0 to 9")
         label = int(label)
+    state = request.app.state
+    # request.client is the address uvicorn trusts: a proxy's X-Forwarded-For only from --forwarded-allow-ips.
+    client = client_key(state.secret, request.client.host if request.client else "")
     try:
-        row = request.app.state.feedback.record(seen, label)
+        row = state.feedback.record(seen, label, client, state.settings.feedback_per_hour)
+    except TooManyCorrections as e:
+        raise HTTPException(
+            429,
+            detail=f"this address has sent {state.settings.feedback_per_hour} corrections in the last hour, the most "
+            "one client may; try again later",
+            headers={"Retry-After": "3600"},
+        ) from e
     except DBAPIError as e:
         raise HTTPException(503, detail="the correction can't be stored right now; try again in a minute") from e
     return FeedbackOut(id=row, prediction_id=correction.prediction_id, predicted=seen.predicted, label=label)
@@ -536,6 +693,8 @@ def record_feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     responses={
         400: {"description": "the body is not JSON, or the id is not genuine"},
         404: {"description": "the prediction has expired"},
+        413: {"description": f"the body is over {FEEDBACK_BODY_BYTES:,} bytes"},
+        429: {"description": "this client has sent FEEDBACK_PER_HOUR corrections in the last hour"},
         503: {"description": "the database is unavailable"},
     },
 )
@@ -544,7 +703,18 @@ def feedback(request: Request, correction: FeedbackIn) -> FeedbackOut:
     return record_feedback(request, correction)
 
 
-@app.get("/feedback/stats")
+def operator(request: Request) -> None:
+    """With STATS_TOKEN set, only whoever holds it (the operators, their Prometheus) sees what the service counts."""
+    token = request.app.state.settings.stats_token
+    given = request.headers.get("authorization", "")
+    if token and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise HTTPException(
+            401, detail="this needs the operators' token: send it as Authorization: Bearer <STATS_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+
+
+@app.get("/feedback/stats", dependencies=[Depends(operator)], responses={401: {"description": "STATS_TOKEN needed"}})
 def feedback_stats(request: Request) -> FeedbackStats:
     """How many corrections there are, per true digit and per digit the model had said."""
     try:
@@ -573,7 +743,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@app.get("/metrics", include_in_schema=False)
+@app.get("/metrics", include_in_schema=False, dependencies=[Depends(operator)])
 async def metrics() -> Response:
     return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 

@@ -19,6 +19,7 @@ import gc
 import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import struct
@@ -37,11 +38,13 @@ from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from tqdm import tqdm
 
+import formats
 from model import MLP
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mnist_mlp.safetensors"
 
 Pixels = TypeVar("Pixels", torch.Tensor, np.ndarray)
+Prepared = tuple[np.ndarray, bool]  # an upload's 28×28 input, and whether it seems to hold several digits
 
 # MNIST's pixel mean and standard deviation on [0,1].
 MEAN, STD = 0.1307, 0.3081
@@ -73,6 +76,9 @@ STACKED = 0.4  # strokes whose columns overlap this share of the narrower one's 
 # A group shorter than this share of the median group's height is part of a neighbour. Chosen on numbers of
 # MNIST training digits: 0.3 and 0.4 read the same, 0.5 read fewer numbers right.
 FRAGMENT = 0.4
+# Marks (connected strokes past the dust) one image may hold: a 32-digit number with every stroke broken in
+# three has about a hundred.
+MAX_MARKS = 256
 
 # What a malformed file can make Pillow raise while it parses or decodes.
 _DECODE_ERRORS = (
@@ -103,6 +109,10 @@ class NoDigitFound(ImageError):
     pass
 
 
+class TooManyMarks(ImageError):
+    pass
+
+
 class WeightsError(RuntimeError):
     """The weights file is missing, corrupt, or not the one recorded."""
 
@@ -112,12 +122,17 @@ def normalize(x: Pixels) -> Pixels:
     return (x - MEAN) / STD
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open an image, refusing absurd dimensions before any pixel is decoded."""
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, float]:
+    """Open an upload's header, refusing one that would cost too much before any pixel is decoded: the image,
+    and the estimated ms on one core that decode() will take to load it (formats.py)."""
     if not data:
         raise UnreadableImage("the file is empty; choose an image of a digit")
     try:
+        formats.check_structure(data)
         im = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
+        formats.check_metadata(im)
+    except formats.CostlyImage as e:
+        raise ImageTooLarge(str(e)) from e
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"the image has more than {max_pixels:,} pixels; scale it down and try again") from e
     except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
@@ -128,6 +143,22 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageTooLarge(
             f"the image is {im.width}×{im.height} pixels, over the limit of {max_pixels:,}; scale it down and try again"
         )
+    cost = formats.decode_ms(im)
+    if cost > formats.DECODE_BUDGET_MS:
+        raise ImageTooLarge(
+            f"the image is {im.width}×{im.height} pixels, too many to read quickly as a {im.format} of this kind; "
+            "scale it down, or send it as a JPEG"
+        )
+    return im, cost
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image, refusing absurd dimensions and costly files before any pixel is decoded."""
+    return load(open_image(data, max_pixels)[0])
+
+
+def load(im: Image.Image) -> Image.Image:
+    """Decode an opened image upright, reduced to at most WORK_SIZE on its longer side."""
     full = im.size
     if im.format in ("JPEG", "MPO"):
         # Let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT, keeping at least half of WORK_SIZE:
@@ -286,17 +317,29 @@ def _grouped(x: np.ndarray) -> tuple[np.ndarray, list[tuple[list[int], int, int]
     labels, n = ndimage.label(x > 0, structure=np.ones((3, 3)))
     if n == 0:
         raise NoDigitFound("no digit found: no ink in the image; write a digit in dark ink on light paper")
-    boxes = ndimage.find_objects(labels)
     mass = np.asarray(ndimage.sum_labels(x, labels, index=np.arange(1, n + 1)))
+    kept = np.flatnonzero(mass >= DUST * mass.max())
+    # Counted before anything costs per mark: 64,000 dots in a 1 KB PNG took 4 s to group.
+    if kept.size > MAX_MARKS:
+        raise TooManyMarks(
+            f"the image holds {kept.size:,} separate marks, too many for handwriting; "
+            "crop it to the digits, on plain paper"
+        )
+    boxes = ndimage.find_objects(labels)
     groups: list[tuple[list[int], slice, slice]] = []  # each group's labels, rows and columns
-    for i in sorted(np.flatnonzero(mass >= DUST * mass.max()).tolist(), key=lambda i: boxes[i][1].start):
+    # Marks come left to right, so a group that ends before a mark starts can't take it or any later one.
+    open_groups: list[int] = []
+    for i in sorted(kept.tolist(), key=lambda i: boxes[i][1].start):
         rows, cols = boxes[i]
-        for k, (members, g_rows, g_cols) in enumerate(groups):
+        open_groups = [k for k in open_groups if groups[k][2].stop > cols.start]
+        for k in open_groups:
+            members, g_rows, g_cols = groups[k]
             shared = min(cols.stop, g_cols.stop) - max(cols.start, g_cols.start)
             if shared >= STACKED * min(cols.stop - cols.start, g_cols.stop - g_cols.start):
                 groups[k] = ([*members, i + 1], _union(rows, g_rows), _union(cols, g_cols))
                 break
         else:
+            open_groups.append(len(groups))
             groups.append(([i + 1], rows, cols))
     groups.sort(key=lambda g: g[2].start)
     tall = np.median([rows.stop - rows.start for _, rows, _ in groups])
@@ -441,11 +484,29 @@ class Predictor:
         # Fitted on validation at training time, so that a confidence of 0.9 is right about 90% of the time.
         self.temperature = float(self.metadata.get("temperature", 1.0))
 
-    def prepare(self, data: bytes) -> tuple[np.ndarray, bool]:
+    def prepare(self, data: bytes) -> Prepared:
         """Decode and preprocess one upload: the 28×28 input, and whether the image holds several digits side
         by side. Raises an ImageError subclass with a message for the user."""
-        x = ink_map(decode(data, self.max_pixels))
-        return fit_and_centre(x), several_digits(x)
+        prepared = self.prepare_within(data, math.inf)
+        assert prepared is not None, "nothing is over an infinite budget"
+        return prepared
+
+    def prepare_within(self, data: bytes, budget_ms: float, max_bytes: float = math.inf) -> Prepared | None:
+        """prepare(), or None, with nothing decoded, for an upload over max_bytes or whose decoding is estimated to
+        take longer than budget_ms (formats.decode_ms)."""
+        if len(data) > max_bytes:
+            return None
+        try:
+            im, cost = open_image(data, self.max_pixels)
+            if cost > budget_ms:
+                return None
+            x = ink_map(load(im))
+            return fit_and_centre(x), several_digits(x)
+        except ImageError as e:
+            error = type(e)(str(e))
+        # Raised afresh, outside the handler, so that it carries no traceback, cause or context: those hold the
+        # frames with the decoded pixels, and an error kept in a list or a future would keep them alive.
+        raise error
 
     @torch.inference_mode()
     def classify(self, images: np.ndarray) -> list[Prediction]:
@@ -464,20 +525,43 @@ class Predictor:
         return predictions
 
     def predict(self, data: bytes) -> Prediction:
-        image, several = self.prepare(data)
-        return _several(self.classify(image[None])[0], several)
+        return self.finish([self.prepare(data)])[0]
 
-    def predict_many(self, uploads: list[bytes]) -> list[Prediction | ImageError]:
-        """One result per upload, in order; a bad upload yields its error without failing the rest."""
-        prepared: list[tuple[np.ndarray, bool] | ImageError] = []
+    def finish(self, prepared: list[Prepared]) -> list[Prediction]:
+        """Predictions for prepared uploads, in one forward pass."""
+        predictions = self.classify(np.stack([image for image, _ in prepared]))
+        return [_several(p, several) for p, (_, several) in zip(predictions, prepared, strict=True)]
+
+    def predict_many(self, uploads: list[bytes], budget_ms: float | None = None) -> list[Prediction | ImageError]:
+        """One result per upload, in order; a bad upload yields its error without failing the rest. Past
+        budget_ms of estimated decoding (formats.decode_ms), the remaining uploads are refused unread."""
+        prepared: list[Prepared | ImageError] = []
+        spent = 0.0
         for data in uploads:
             try:
+                if budget_ms is not None:
+                    spent += decode_cost(data, self.max_pixels)
+                    if spent > budget_ms:
+                        raise ImageTooLarge(
+                            "not read: the images before it in this request take all the decoding time one request "
+                            "may have; send this one in another request"
+                        )
                 prepared.append(self.prepare(data))
             except ImageError as e:
-                prepared.append(e)
+                # Its traceback would hold this frame, and so this list, and so itself: a cycle that waits for
+                # the garbage collector, holding the upload (a 1.6 KB WebP held 310 MB of pixels that way).
+                prepared.append(e.with_traceback(None))
         good = [p for p in prepared if not isinstance(p, ImageError)]
-        predictions = iter(self.classify(np.stack([image for image, _ in good])) if good else [])
-        return [p if isinstance(p, ImageError) else _several(next(predictions), p[1]) for p in prepared]
+        predictions = iter(self.finish(good) if good else [])
+        return [p if isinstance(p, ImageError) else next(predictions) for p in prepared]
+
+
+def decode_cost(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> float:
+    """The estimated ms that decoding an upload will take (formats.decode_ms); 0 for one that will be refused."""
+    try:
+        return open_image(data, max_pixels)[1]
+    except ImageError:
+        return 0.0
 
 
 def _several(p: Prediction, several: bool) -> Prediction:

@@ -5,8 +5,9 @@
     python train.py --epochs 1 --subset 2000 --out /tmp/smoke.safetensors
     python train.py --eval-only [--weights weights/mnist_mlp.safetensors]
     python train.py --remeasure              # record the upload figures again after a preprocessing change
-    python train.py --feedback               # fine-tune the shipped weights on users' stored corrections
-    python train.py --export-feedback out/   # the corrections as MNIST-style IDX files
+    python train.py --feedback               # fine-tune on the corrections an operator accepted (review.py)
+    python train.py --promote weights/feedback.safetensors   # serve those weights from the next start
+    python train.py --export-feedback out/   # the accepted corrections as MNIST-style IDX files
 
 The data is fetched and verified first if it is missing (see dataset.py).
 5,000 training images are held out for validation; they pick every setting
@@ -25,6 +26,8 @@ import functools
 import json
 import math
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,10 +47,14 @@ import report
 from calibration import fit_temperature, test_figures, uncertain_threshold
 from feedback import DEFAULT_DATABASE_URL, FeedbackStore
 from model import MLP
-from predict import DEFAULT_WEIGHTS, Predictor, load_model, normalize, save_weights
+from predict import DEFAULT_WEIGHTS, Predictor, WeightsError, load_model, normalize, save_weights, sha256_path
 from teacher import TeacherCNN
 
 REPORT = Path(__file__).resolve().parent / "reports" / "latest"
+# Fine-tuned weights wait here, beside the served ones, until --promote: corrections come from strangers.
+FEEDBACK_WEIGHTS = DEFAULT_WEIGHTS.with_name("feedback.safetensors")
+# Fine-tuning on corrections may cost MNIST validation at most this much, or its weights are not written.
+MAX_VALIDATION_LOSS = 0.001
 VAL_OUTLIERS = 2000  # outliers held out, as validation digits are, to measure how many are flagged
 
 
@@ -327,8 +334,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_WEIGHTS,
-        help="weights file to write (default: weights/mnist_mlp.safetensors)",
+        default=None,
+        help="weights file to write (default: weights/mnist_mlp.safetensors; with --feedback, "
+        "weights/feedback.safetensors, beside the served ones)",
     )
     parser.add_argument(
         "--eval-only", action="store_true", help="only evaluate --weights on the test set (default: off)"
@@ -361,6 +369,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fine-tune --weights on the stored user corrections, for --epochs (default: off)",
     )
     parser.add_argument(
+        "--promote",
+        type=Path,
+        metavar="WEIGHTS",
+        help="make WEIGHTS (from --feedback) the served weights, checked first (default: off)",
+    )
+    parser.add_argument(
         "--export-feedback",
         type=Path,
         metavar="DIR",
@@ -377,6 +391,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.teacher_epochs = 0
     if args.epochs is None:
         args.epochs = 3 if args.feedback else 40 if args.fast else 80
+    if args.out is None:
+        args.out = FEEDBACK_WEIGHTS if args.feedback else DEFAULT_WEIGHTS
     return args
 
 
@@ -459,6 +475,7 @@ def finish(
         "report_digits",
         "database_url",
         "export_feedback",
+        "promote",
     }
     recipe = {k: v for k, v in vars(args).items() if k not in skip}
     summary = {
@@ -518,9 +535,11 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
     """
     x, y = load_feedback(args.database_url, data["val_x"].device)
     if len(x) == 0:
+        waiting = len(FeedbackStore(args.database_url).listed())
         print(
-            f"There are no corrections in {args.database_url} yet, so there is nothing to learn from. "
-            "They come from the page's 'Wrong?' buttons and from POST /feedback."
+            f"There are no accepted corrections in {args.database_url}, so there is nothing to learn from. "
+            f"They come from the page's 'Wrong?' buttons and from POST /feedback; {waiting} wait for an "
+            "operator's review: python review.py"
         )
         return
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed)).to(x.device)
@@ -562,6 +581,13 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
         return
     model = MLP().to(x.device)
     model.load_state_dict(best_state)
+    lost = evaluate(base, data["val_x"], data["val_y"])[1] - evaluate(model, data["val_x"], data["val_y"])[1]
+    if lost > MAX_VALIDATION_LOSS:
+        # The corrections pull against MNIST itself: wrong labels, or a kind of writing MNIST never had.
+        sys.exit(
+            f"Not written: fine-tuning on the corrections loses {lost:.2%} on MNIST validation, over the "
+            f"{MAX_VALIDATION_LOSS:.1%} allowed. Review the accepted corrections (python review.py --list accepted)."
+        )
     after = {
         "mnist_test": evaluate(model, data["test_x"], data["test_y"])[1],
         "feedback_heldout": evaluate(model, x[held], y[held])[1],
@@ -572,6 +598,23 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
     )
     results = {"feedback": {"corrections": len(x), "oversampling": chosen, "before": before, "after": after}}
     finish(best_state, best_history, data, args, time.perf_counter() - start, results)
+    if args.out != DEFAULT_WEIGHTS:
+        print(f"The served weights are unchanged. To serve these from the next start: train.py --promote {args.out}")
+
+
+def promote(path: Path) -> None:
+    """Make fine-tuned weights the served ones: checked as the service checks them, then swapped in whole."""
+    try:
+        predictor = Predictor(path)
+    except WeightsError as e:
+        sys.exit(f"Not promoted: {e}")
+    if "feedback" not in predictor.metadata:
+        sys.exit(f"Not promoted: {path} was not made by train.py --feedback")
+    staged = DEFAULT_WEIGHTS.with_name(f".{DEFAULT_WEIGHTS.name}.new")
+    shutil.copyfile(path, staged)
+    staged.replace(DEFAULT_WEIGHTS)  # whole, never half-written
+    sha256_path(DEFAULT_WEIGHTS).write_text(f"{predictor.sha256}  {DEFAULT_WEIGHTS.name}\n")
+    print(f"{DEFAULT_WEIGHTS} is now {path} (sha256 {predictor.sha256[:12]}); restart the service to serve it")
 
 
 def export_feedback(args: argparse.Namespace) -> None:
@@ -613,6 +656,9 @@ def main() -> None:
     args = parse_args()
     if args.export_feedback:
         export_feedback(args)
+        return
+    if args.promote:
+        promote(args.promote)
         return
     if args.remeasure:
         remeasure(args)

@@ -130,19 +130,29 @@ def launch(
         time.sleep(1)  # let the port and the cores settle before the next server
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process and all its descendants alive now."""
-    total = 0
-    pids = [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants alive now."""
+    found, pids = [], [pid]
     while pids:
         p = pids.pop()
         try:
-            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(stat[11]) + int(stat[12])  # utime, stime
             for task in Path(f"/proc/{p}/task").iterdir():
                 pids += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue  # it ended meanwhile
+        found.append(p)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and all its descendants alive now."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(stat[11]) + int(stat[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -179,6 +189,15 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """The resident memory of a process and its descendants together, such as serve.py and its workers."""
+    total = 0.0
+    for p in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, RuntimeError):
+            total += rss_mb(p)
+    return total
 
 
 def digit_png(path: Path, size: int = 28) -> Path:

@@ -1,3 +1,4 @@
+import importlib.util
 import io
 import os
 import re
@@ -10,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import psycopg
@@ -26,6 +28,18 @@ os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='digits-tests-
 import dataset  # noqa: E402
 import report  # noqa: E402
 from main import app  # noqa: E402
+
+
+def bench_module(name: str) -> ModuleType:
+    """A script of bench/ as a module, with bench/ on the path for the neighbours it imports (common.py)."""
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

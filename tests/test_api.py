@@ -1,7 +1,9 @@
 """Every endpoint and every error, through TestClient."""
 
 import base64
+import hashlib
 import io
+import re
 
 import numpy as np
 import pytest
@@ -241,3 +243,25 @@ def test_nothing_is_written_to_disk(client, seven_png, monkeypatch):
     assert client.post("/predict", files=png_file(big)).status_code == 200
     assert client.post("/upload", files=png_file(seven_png)).status_code == 200
     assert written == []
+
+
+def test_pages_and_answers_carry_the_security_headers(client):
+    for r in (client.get("/upload"), client.get("/healthz"), client.post("/predict", content=b"")):
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-frame-options"] == "DENY"
+        policy = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy
+        assert "script-src 'self';" in policy  # no inline script, no other origin
+        assert "unsafe-inline" not in policy
+
+
+def test_the_api_docs_allow_their_one_inline_script_by_hash(client):
+    r = client.get("/docs")
+    assert r.status_code == 200
+    [script] = re.findall(r"<script>(.*?)</script>", r.text, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in r.headers["content-security-policy"]
+    assert "cdn" not in r.text.lower()
+    for asset in re.findall(r'(?:src|href)="(/[^"]+)"', r.text):
+        assert client.get(asset).status_code == 200, asset

@@ -254,3 +254,42 @@ def test_a_number_is_corrected_in_place(page):
     page.get_by_test_id("right-number").fill("16")
     page.get_by_test_id("send-number").click()
     expect(page.get_by_test_id("number-thanks")).to_have_text("Thank you! Recorded as 16.")
+
+
+def test_the_page_breaks_no_rule_of_its_content_security_policy(browser, server, seven_png):
+    """Drawn, uploaded and read as a number under the policy the service sends: nothing is blocked."""
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, base_url=server)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto("/upload")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    draw_and_predict_a_one(page)
+    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven_png}])
+    expect_digit(page, 7)
+    context.close()
+    assert violations == []
+
+
+def test_the_api_docs_render_with_no_network_beyond_the_service(browser, server):
+    context = browser.new_context(base_url=server)
+    elsewhere: list[str] = []
+
+    def only_the_service(route) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_service)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto("/docs")
+    expect(page.get_by_text("/predict/number").first).to_be_visible(timeout=10_000)
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Handwritten digit recognition")
+    context.close()
+    assert elsewhere == []
+    assert violations == []

@@ -1,24 +1,18 @@
 """The README's figures against fresh measurements: bench/claims.py's deterministic part, as `make test` runs it."""
 
-import importlib.util
 import subprocess
 import sys
 from types import ModuleType
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, bench_module
 from predict import Predictor
 
 
 @pytest.fixture(scope="module")
 def claims() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("claims", ROOT / "bench" / "claims.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("claims")
 
 
 def test_every_deterministic_figure_in_the_readme_holds():

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from conftest import ROOT, encode, form_prediction_id, free_port
-from feedback import FeedbackStore, PredictionIds, Seen, load_secret
+from feedback import ACCEPTED, FeedbackStore, PredictionIds, Seen, TooManyCorrections, client_key, load_secret
 from main import app
 
 
@@ -55,7 +55,12 @@ def test_correction_round_trip_through_the_api(fresh_client, db_url, seven_png):
         "label",
         "model_sha256",
         "created_at",
-    }  # no client address, no original file
+        "client",
+        "review",
+    }  # no client address (a keyed hash of it), no original file
+    assert row["client"] == client_key(fresh_client.app.state.secret, "testclient")
+    assert "testclient" not in str(row["client"])
+    assert row["review"] == "pending"  # untrusted until an operator accepts it
     stats = fresh_client.get("/feedback/stats").json()
     assert stats["total"] == 1
     assert stats["by_label"]["1"] == 1
@@ -94,7 +99,8 @@ def test_correction_round_trip_through_the_page(fresh_client, db_url, seven_png)
     ("body", "status", "hint"),
     [
         ({"prediction_id": "0" * 32, "label": 3}, 400, "not issued by this service"),
-        ({"prediction_id": "x" * 70_000, "label": 3}, 422, "at most 65536 characters"),
+        ({"prediction_id": "x" * 66_000, "label": 3}, 422, "at most 65536 characters"),
+        ({"prediction_id": "x" * 70_000, "label": 3}, 413, "send only the prediction_id"),
         ({"prediction_id": "x", "label": 10}, 422, "less than or equal to 9"),
         ({"prediction_id": "x", "label": -1}, 422, "greater than or equal to 0"),
         ({"prediction_id": "x", "label": "seven"}, 422, "valid integer"),
@@ -187,7 +193,8 @@ def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
 
 def start_server(db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url}
+    # These tests stand for many users, and every request comes from this one address.
+    env = {**os.environ, "DATABASE_URL": db_url, "FEEDBACK_PER_HOUR": "100000"}
     proc = subprocess.Popen(
         [sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
@@ -308,7 +315,8 @@ def synthetic_corrections(url: str, mnist_test, n: int = 300) -> None:
     ones = images[labels == 1][:n]
     for i, one in enumerate(ones):
         png = encode(np.ascontiguousarray(np.rot90(one)))
-        store.record(Seen(f"{i:032x}", png, 7, 0.5, "0" * 64), 1)
+        row = store.record(Seen(f"{i:032x}", png, 7, 0.5, "0" * 64), 1, f"client {i % 7}", per_hour=n)
+        store.judge("corrections", row, ACCEPTED)  # as an operator would, in review.py
 
 
 def run_train(*args: str, env_url: str) -> subprocess.CompletedProcess:
@@ -338,7 +346,7 @@ def test_retraining_moves_the_model_toward_the_corrections(tmp_path, mnist_test)
 def test_no_corrections_is_said_plainly(tmp_path):
     r = run_train("--feedback", "--quiet", env_url=f"sqlite:///{tmp_path / 'empty.db'}")
     assert r.returncode == 0
-    assert "no corrections" in r.stdout
+    assert "no accepted corrections" in r.stdout
 
 
 def test_export_in_mnist_layout(tmp_path, mnist_test):
@@ -355,7 +363,7 @@ def test_export_in_mnist_layout(tmp_path, mnist_test):
 def store_writes(url: str, start: int, n: int) -> None:
     store = FeedbackStore(url)
     for i in range(start, start + n):
-        store.record(Seen(f"{i:032x}", b"png", i % 10, 0.9, "0" * 64), (i + 1) % 10)
+        store.record(Seen(f"{i:032x}", b"png", i % 10, 0.9, "0" * 64), (i + 1) % 10, f"client {i}", per_hour=1)
 
 
 def test_the_same_code_on_a_real_postgresql(postgres_database):
@@ -365,3 +373,173 @@ def test_the_same_code_on_a_real_postgresql(postgres_database):
     stats = FeedbackStore(url).stats()
     assert stats["total"] == 120
     assert sum(stats["by_predicted"].values()) == 120
+
+
+def test_a_client_that_floods_corrections_is_stopped(db_url, monkeypatch, seven_png):
+    monkeypatch.setenv("FEEDBACK_PER_HOUR", "5")
+    with TestClient(app) as c:
+        answers = [c.post("/feedback", json={"prediction_id": predict_id(c, seven_png), "label": 1}) for _ in range(8)]
+    assert [a.status_code for a in answers] == [201] * 5 + [429] * 3
+    assert answers[-1].headers["retry-after"] == "3600"
+    assert "5 corrections in the last hour" in answers[-1].json()["detail"]
+    assert len(rows(db_url)) == 5
+
+
+def test_each_client_has_its_own_hour(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    for i in range(3):
+        store.record(Seen(f"{i:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=3)
+    with pytest.raises(TooManyCorrections):
+        store.record(Seen(f"{9:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=3)
+    store.record(Seen(f"{10:032x}", b"png", 7, 0.9, "0" * 64), 1, "someone else", per_hour=3)
+    numbers = Seen(f"{11:032x}", b"png", "17", 0.9, "0" * 64)  # whole numbers count towards the same hour
+    with pytest.raises(TooManyCorrections):
+        store.record(numbers, "11", "flooder", per_hour=3)
+
+
+def test_a_client_is_its_address_hashed_with_the_secret():
+    secret = b"s" * 32
+    assert client_key(secret, "2001:db8:1:2::1") == client_key(secret, "2001:db8:1:2:ffff::9")  # one /64
+    assert client_key(secret, "2001:db8:1:2::1") != client_key(secret, "2001:db8:1:3::1")
+    assert client_key(secret, "192.0.2.1") != client_key(secret, "192.0.2.2")
+    assert client_key(secret, "192.0.2.1") != client_key(b"t" * 32, "192.0.2.1")
+    assert "192.0.2.1" not in client_key(secret, "192.0.2.1")
+
+
+def test_a_short_secret_file_stops_the_start(tmp_path):
+    (tmp_path / "secret").write_bytes(b"guessable")
+    with pytest.raises(ValueError, match="fewer than 16"):
+        load_secret(tmp_path / "secret")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_huge_correction_is_refused_before_it_is_read(fresh_client, db_url, chunked):
+    body = b'{"prediction_id": "' + b"a" * 20_000_000 + b'", "label": 1}'
+    content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    start = time.monotonic()
+    r = fresh_client.post("/feedback", content=content, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert time.monotonic() - start < 2
+    assert "prediction_id" in r.json()["detail"]
+    assert rows(db_url) == []
+
+
+def test_errors_never_echo_the_input(fresh_client):
+    r = fresh_client.post("/feedback", json={"prediction_id": "x", "label": "9" * 60_000})
+    assert r.status_code == 422
+    assert isinstance(r.json()["detail"], str)
+    assert "label" in r.json()["detail"]
+    assert len(r.content) < 1000
+
+
+def test_the_operators_figures_can_be_kept_to_the_operators(db_url, monkeypatch):
+    monkeypatch.setenv("STATS_TOKEN", "operators-only-token")
+    with TestClient(app) as c:
+        for path in ("/metrics", "/feedback/stats"):
+            assert c.get(path).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert "STATS_TOKEN" in c.get(path).json()["detail"]
+            assert c.get(path, headers={"Authorization": "Bearer operators-only-token"}).status_code == 200
+
+
+def poisoned_corrections(url: str, mnist_test, n: int) -> None:
+    """A flood of 7s labelled 1, all of it accepted by a careless operator."""
+    images, labels = mnist_test
+    store = FeedbackStore(url)
+    for i, seven in enumerate(images[labels == 7][:n]):
+        row = store.record(Seen(f"{i:032x}", encode(seven), 7, 0.99, "0" * 64), 1, "flooder", per_hour=n)
+        store.judge("corrections", row, ACCEPTED)
+
+
+def test_a_poisoned_database_never_changes_the_served_weights(tmp_path, mnist_test):
+    url = f"sqlite:///{tmp_path / 'fb.db'}"
+    poisoned_corrections(url, mnist_test, 600)
+    served = (ROOT / "weights" / "mnist_mlp.sha256").read_text()
+    # With 500 MNIST validation digits against 120 poisoned ones, the poison outvotes MNIST in choosing the
+    # candidate, as a large enough flood would at the default size: the guard is what stops it.
+    r = run_train(
+        "--feedback", "--epochs", "1", "--subset", "5000", "--val-size", "500", "--quiet", "--no-report", env_url=url
+    )
+    assert r.returncode == 1, r.stdout
+    assert "Not written" in r.stderr
+    assert "on MNIST validation" in r.stderr
+    assert not (ROOT / "weights" / "feedback.safetensors").exists()
+    assert (ROOT / "weights" / "mnist_mlp.sha256").read_text() == served
+
+
+def test_only_accepted_corrections_are_learned(tmp_path, mnist_test):
+    url = f"sqlite:///{tmp_path / 'fb.db'}"
+    images, _ = mnist_test
+    FeedbackStore(url).record(Seen("0" * 32, encode(images[0]), 7, 0.9, "0" * 64), 1, "someone", per_hour=10)
+    r = run_train("--feedback", "--quiet", env_url=url)
+    assert r.returncode == 0, r.stderr
+    assert "no accepted corrections" in r.stdout
+    assert "1 wait for an operator's review" in r.stdout
+
+
+def test_review_accepts_and_rejects_by_name(tmp_path, mnist_test):
+    url = f"sqlite:///{tmp_path / 'fb.db'}"
+    images, _ = mnist_test
+    store = FeedbackStore(url)
+    for i in range(3):
+        store.record(Seen(f"{i:032x}", encode(images[i]), 7, 0.9, "0" * 64), 1, "someone", per_hour=10)
+    env = {**os.environ, "DATABASE_URL": url}
+
+    def review(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "review.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    listed = review("--list", "pending")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("the user says 1") == 3
+    assert "3 corrections from this client" in listed.stdout
+    assert review("--accept", "digit-1", "--reject", "digit-2").returncode == 0
+    assert [len(store.listed(r)) for r in ("pending", "accepted", "rejected")] == [1, 1, 1]
+    assert len(store.all()) == 1  # what training reads: the accepted alone
+    assert review("--accept", "digit-99").returncode != 0
+    sheet = tmp_path / "sheet.png"
+    assert review("--sheet", str(sheet)).returncode == 0
+    assert Image.open(sheet).size[0] > 100
+
+
+def test_promoting_swaps_the_served_weights_whole(tmp_path, monkeypatch):
+    import train
+    from predict import Predictor, save_weights
+
+    shipped = Predictor()
+    served = tmp_path / "mnist_mlp.safetensors"
+    monkeypatch.setattr(train, "DEFAULT_WEIGHTS", served)
+    candidate = tmp_path / "feedback.safetensors"
+    save_weights(shipped.model.state_dict(), candidate, shipped.metadata | {"feedback": "{}"})
+    train.promote(candidate)
+    assert Predictor(served).sha256 == Predictor(candidate).sha256  # the check at start-up passes
+    not_tuned = tmp_path / "other.safetensors"
+    save_weights(shipped.model.state_dict(), not_tuned, {"seed": "0"})
+    with pytest.raises(SystemExit, match=r"not made by train\.py --feedback"):
+        train.promote(not_tuned)
+
+
+def test_a_database_from_before_reviews_is_migrated(tmp_path):
+    """Schema 2, as the service stored corrections before: its rows wait for review, and new ones are counted."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with create_engine(url).begin() as conn:
+        conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+        conn.execute(text("INSERT INTO schema_version VALUES (1), (2)"))
+        for table, image, kind in (("corrections", "image_png", "SMALLINT"), ("number_corrections", "crops_png",
+                                                                                  "VARCHAR(64)")):  # fmt: skip
+            conn.execute(text(
+                f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, prediction_id VARCHAR(32) NOT NULL UNIQUE, "
+                f"{image} BLOB NOT NULL, predicted {kind} NOT NULL, confidence FLOAT NOT NULL, label {kind} NOT NULL, "
+                "model_sha256 VARCHAR(64) NOT NULL, created_at DATETIME NOT NULL)"
+            ))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO corrections VALUES (1, 'old', :png, 7, 0.9, 1, :sha, '2026-11-01 00:00:00')"
+        ), {"png": encode(np.zeros((28, 28), np.uint8)), "sha": "0" * 64})  # fmt: skip
+    store = FeedbackStore(url)
+    [old] = store.listed()
+    assert (old.label, old.client) == ("1", None)
+    assert store.all() == []  # never reviewed, so never learned from
+    store.record(Seen("1" * 32, b"png", 3, 0.5, "0" * 64), 8, "someone", per_hour=1)
+    with pytest.raises(TooManyCorrections):
+        store.record(Seen("2" * 32, b"png", 3, 0.5, "0" * 64), 8, "someone", per_hour=1)
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT max(version) FROM schema_version")).scalar() == 3

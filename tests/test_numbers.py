@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import ROOT, encode, form_prediction_id
-from feedback import FeedbackStore
+from feedback import ACCEPTED, FeedbackStore
 from main import app
 from predict import Predictor, ink_groups
 from segment import read_number
@@ -213,6 +213,9 @@ def test_a_corrected_number_is_kept_with_its_digits_for_retraining(fresh_client,
     store = FeedbackStore(url)
     assert store.stats()["numbers"] == 1
     assert store.stats()["total"] == 0
+    assert store.all() == []  # nothing is learned before an operator accepts it
+    [pending] = store.listed()
+    store.judge(pending.table, pending.id, ACCEPTED)
     digits = store.all()
     assert [label for _, label in digits] == [1, 2, 4]
     assert all(pixels.shape == (28, 28) for pixels, _ in digits)

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import uvicorn
 
+# uvicorn can't bound how long a client takes to send its headers: on the internet, put a proxy in front
+# (deploy/nginx.conf; the Kubernetes pods have one beside the service), which waits for whole requests.
+LIMIT_CONCURRENCY = 256
+
 
 def default_workers() -> int:
     # The cores this process may run on (a container's cpuset, a taskset), not all the host's.
@@ -33,6 +37,11 @@ def main() -> None:
         default=default_workers(),
         help="worker processes (default: $WORKERS, else one per core: %(default)s here)",
     )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        help="proxies whose X-Forwarded-For names the client (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -45,7 +54,19 @@ def main() -> None:
     metrics.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     try:
-        uvicorn.run("main:app", host=args.host, port=args.port, workers=args.workers, access_log=False)
+        uvicorn.run(
+            "main:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,
+            # The client address /feedback counts corrections by: X-Forwarded-For is believed from these alone.
+            forwarded_allow_ips=args.forwarded_allow_ips,
+            # Connections a worker holds at once; past it, new requests get 503 at once instead of memory.
+            limit_concurrency=LIMIT_CONCURRENCY,
+            timeout_keep_alive=5,  # seconds an idle connection is kept
+            timeout_graceful_shutdown=20,  # on SIGTERM, requests in flight finish; new ones go elsewhere
+        )
     finally:
         if not given:
             shutil.rmtree(metrics, ignore_errors=True)

@@ -100,7 +100,7 @@ def validate(*files: Path) -> subprocess.CompletedProcess:
 
 def test_the_kubernetes_manifests_pass_the_api_schemas():
     kinds = {yaml.safe_load(f.read_text())["kind"] for f in KUBERNETES}
-    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "Secret"}
+    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "Secret", "ConfigMap"}
     result = validate(*KUBERNETES)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -113,9 +113,13 @@ def test_the_schema_check_catches_a_mistake(tmp_path):
     assert validate(broken).returncode != 0
 
 
+def pod() -> dict:
+    return yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+
+
 def test_the_pods_are_probed_and_configured_from_the_secret():
-    spec = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
-    [container] = spec["containers"]
+    spec = pod()
+    container, _ = spec["containers"]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz"
     [source] = container["envFrom"]
@@ -130,3 +134,56 @@ def test_every_manifest_is_one_named_resource(manifest):
     docs = list(yaml.safe_load_all(manifest.read_text()))
     assert len(docs) == 1
     assert docs[0]["metadata"]["name"] == "digits"
+
+
+def sidecar_config() -> str:
+    configmap = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "nginx-configmap.yaml").read_text())
+    return configmap["data"]["nginx.conf"]
+
+
+def test_the_service_is_reached_through_nginx_alone():
+    """uvicorn can't bound how long a client takes over its headers: the Service sends traffic to nginx."""
+    spec = pod()
+    app, nginx = spec["containers"]
+    service = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "service.yaml").read_text())
+    [port] = service["spec"]["ports"]
+    assert port["targetPort"] in {p["name"] for p in nginx["ports"]}
+    assert port["targetPort"] not in {p["name"] for p in app["ports"]}
+    assert "127.0.0.1" in {e.get("value") for e in app["env"] if e["name"] == "FORWARDED_ALLOW_IPS"}
+    assert nginx["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["name"] for m in nginx["volumeMounts"]}
+    assert {v["name"] for v in spec["volumes"] if "configMap" in v} <= mounts
+
+
+def test_the_sidecar_runs_deploy_nginx_conf_with_only_the_pods_differences():
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    expected = site[site.index("limit_conn_zone") :]
+    differences = {
+        "server app:8000 ": "server 127.0.0.1:8000 ",  # the service beside it, not compose's replicas
+        "listen 80;": "listen 8080;",  # a user can't bind 80
+    }
+    for shipped, pod_has in differences.items():
+        expected = expected.replace(shipped, pod_has)
+    config = sidecar_config()
+    # Around it, what a main context needs on a read-only root: its files in /tmp/nginx.
+    assert config.endswith(expected + "}\n")
+    head = config[: -len(expected + "}\n")]
+    assert all(line.startswith(("worker_processes", "pid /tmp/nginx/", "error_log", "events", "http {",
+                                "access_log")) or "_temp_path /tmp/nginx/" in line
+               for line in head.splitlines())  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["deploy/nginx.conf", "the sidecar's"])
+def test_nginx_accepts_the_configuration(tmp_path, which):
+    nginx = Path("/usr/sbin/nginx")
+    if not nginx.exists():
+        pytest.skip("nginx is not installed: `make test` installs Debian's nginx")
+    if which == "the sidecar's":
+        config = sidecar_config().replace("/tmp/nginx", str(tmp_path)).replace("127.0.0.1:8000", "127.0.0.1:9")
+    else:
+        site = (ROOT / "deploy" / "nginx.conf").read_text().replace("app:8000", "127.0.0.1:9")
+        config = f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n{site}\n}}\n"
+    (tmp_path / "nginx.conf").write_text(config)
+    r = subprocess.run([str(nginx), "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr

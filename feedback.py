@@ -293,6 +293,16 @@ class FeedbackStore:
         self.engine = make_engine(url)
         migrate(self.engine)
 
+    def __enter__(self) -> "FeedbackStore":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections: left to the garbage collector, PostgreSQL's are dropped unclosed."""
+        self.engine.dispose()
+
     def record(self, seen: Seen, label: int | str, client: str, per_hour: int) -> int:
         """Store a correction, or replace the label of an earlier one for the same prediction; returns its id.
 

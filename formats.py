@@ -11,6 +11,7 @@ Two things make a small file expensive (bench/hostile.py measures both, per form
 """
 
 import struct
+from collections.abc import Callable
 
 from PIL import ImageFile, ImageMode, PngImagePlugin
 
@@ -40,8 +41,10 @@ class CostlyImage(ValueError):
 
 def check_structure(data: bytes) -> None:
     """Refuse a file with more parts than MAX_PARTS, walking only as far as Pillow would before decoding."""
-    walk = _WALKERS.get(data[:4]) or _WALKERS.get(data[:3]) or _WALKERS.get(data[:2])
-    if walk is not None and walk(data) > MAX_PARTS:
+    walk, smallest = _WALKERS.get(data[:4]) or _WALKERS.get(data[:3]) or _WALKERS.get(data[:2]) or (None, 0)
+    if walk is None or len(data) <= smallest * MAX_PARTS:
+        return  # too short to hold that many parts (a TIFF's count of strips is a number, so it is always read)
+    if walk(data) > MAX_PARTS:
         raise CostlyImage(
             f"the file is made of over {MAX_PARTS:,} chunks, markers or strips, far more than any photo or scan; "
             "export it again as a plain PNG or JPEG"
@@ -141,12 +144,14 @@ def _tiff(data: bytes) -> int:
     return parts
 
 
-_WALKERS = {
-    b"\x89PNG": _png,
-    b"\xff\xd8": _jpeg,
-    b"GIF": _gif,
-    b"II*\x00": _tiff,
-    b"MM\x00*": _tiff,
-    b"II+\x00": _tiff,
-    b"MM\x00+": _tiff,
+# Each walk, by the file's first bytes, with the fewest bytes one of its parts can take: a chunk's header and
+# checksum, a junk byte, a sub-block's length and one byte.
+_WALKERS: dict[bytes, tuple[Callable[[bytes], int], int]] = {
+    b"\x89PNG": (_png, 12),
+    b"\xff\xd8": (_jpeg, 1),
+    b"GIF": (_gif, 2),
+    b"II*\x00": (_tiff, 0),
+    b"MM\x00*": (_tiff, 0),
+    b"II+\x00": (_tiff, 0),
+    b"MM\x00+": (_tiff, 0),
 }

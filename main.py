@@ -29,6 +29,7 @@ from fastapi.templating import Jinja2Templates
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from python_multipart.multipart import parse_options_header
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import FormData, State, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -78,9 +79,10 @@ MAX_ID_CHARS = 65536
 # for the others' decoding, so this bounds the time that batching adds to it (about 0.2 ms an upload).
 MICRO_BATCH = 32
 LABEL = r"^[0-9]{1,64}$"  # a right number, as a string of digits
-# Threads for decoding and preprocessing (AnyIO's default threadpool), beside the one that runs the model: a
-# costly upload decoding in one leaves the others free, so it never holds back other requests' answers.
-THREADPOOL_SIZE = 4
+ID_CHARS = r"^[A-Za-z0-9_.-]+$"  # a prediction id is URL-safe base64 and dots (itsdangerous)
+# Threads that decode /predict uploads too costly for the model's thread, beside it and AnyIO's threadpool:
+# two, so that one slow decode leaves another upload a thread (Pillow's decoders let go of the GIL).
+DECODE_THREADS = 2
 # The estimated decoding time one /predict/batch may use (formats.decode_ms): past it, files are refused unread.
 BATCH_BUDGET_MS = 500.0
 # An upload this small, estimated to decode within CHEAP_MS, is prepared on the model's thread with the rest of
@@ -103,7 +105,8 @@ class Settings:
     micro_batch: int = MICRO_BATCH
     request_timeout_s: float = 30.0
     torch_threads: int = 1
-    threadpool_size: int = THREADPOOL_SIZE
+    threadpool_size: int = 1
+    decode_threads: int = DECODE_THREADS
     batch_budget_ms: float = BATCH_BUDGET_MS
     database_url: str = DEFAULT_DATABASE_URL
     feedback_ttl_s: int = 3600  # whole seconds: the signed time is in seconds
@@ -124,6 +127,7 @@ class Settings:
             request_timeout_s=float(env.get("REQUEST_TIMEOUT_S", cls.request_timeout_s)),
             torch_threads=int(env.get("TORCH_THREADS", cls.torch_threads)),
             threadpool_size=int(env.get("THREADPOOL_SIZE", cls.threadpool_size)),
+            decode_threads=int(env.get("DECODE_THREADS", cls.decode_threads)),
             batch_budget_ms=float(env.get("BATCH_BUDGET_MS", cls.batch_budget_ms)),
             database_url=env.get("DATABASE_URL", cls.database_url),
             feedback_ttl_s=int(env.get("FEEDBACK_TTL_S", cls.feedback_ttl_s)),
@@ -138,11 +142,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost (bench/RESULTS.md), and
     # the threadpool already runs requests side by side.
     torch.set_num_threads(settings.torch_threads)
-    # Sync endpoints and preprocessing run in AnyIO's threadpool, 40 threads by default. Python code holds the
-    # GIL, so extra threads mostly queue for it, and every handoff waits out the interpreter's switch interval:
-    # forty threads serve a third to a half fewer requests than one (bench/RESULTS.md). A few are kept so that
-    # an upload that is slow to decode (Pillow and numpy let go of the GIL there) leaves the others a thread.
-    # The model has a thread of its own. Scale with uvicorn --workers.
+    # Sync endpoints run in AnyIO's threadpool, 40 threads by default. Inference holds the GIL between
+    # torch and Pillow calls, so extra inference threads mostly queue for it, and every handoff waits
+    # out the interpreter's switch interval: two batches side by side read a third fewer images than one
+    # after the other (bench/RESULTS.md). The event loop keeps reading uploads meanwhile; scale with
+    # uvicorn --workers. /predict's micro-batches have a thread of their own, and its costly uploads
+    # DECODE_THREADS, so that neither waits for the other, nor for the sync endpoints.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.settings = settings
     app.state.predictor = Predictor(settings.weights, settings.max_image_pixels)
@@ -151,6 +156,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.secret = secret
     app.state.feedback = FeedbackStore(settings.database_url)
     app.state.batcher = MicroBatcher(partial(answers, app.state), settings.micro_batch, CapacityLimiter(1))
+    app.state.decoders = CapacityLimiter(settings.decode_threads)
     setup_access_log()
     WORKERS.inc()
     # Everything loaded so far lives as long as the worker. A full collection walked all of it (260,000
@@ -159,7 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     gc.unfreeze()
     WORKERS.dec()
-    app.state.feedback.engine.dispose()
+    app.state.feedback.close()
 
 
 # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the service itself, not from a CDN.
@@ -221,7 +227,9 @@ class BatchOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    prediction_id: str = Field(max_length=MAX_ID_CHARS, description="from the prediction's answer, exactly as given")
+    prediction_id: str = Field(
+        max_length=MAX_ID_CHARS, pattern=ID_CHARS, description="from the prediction's answer, exactly as given"
+    )
     label: Annotated[int, Field(ge=0, le=9)] | Annotated[str, Field(pattern=LABEL)] = Field(
         description="the right digit, or for a whole number the right number as a string of digits"
     )
@@ -407,6 +415,12 @@ async def multipart_form(request: Request, max_files: int, too_many: HTTPExcepti
     async def stream() -> AsyncGenerator[bytes]:
         yield body
 
+    # A body cut off before its closing boundary is refused whole: Starlette would leave its last part half-read.
+    boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary", b"")
+    if boundary and b"--" + boundary + b"--" not in body[-len(boundary) - 1024 :]:  # room for an epilogue
+        raise HTTPException(
+            400, detail=f"the multipart body ends before its closing boundary, so it was cut off; {UPLOAD_HINT}"
+        )
     parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_files + 10)
     # The body is already in memory and capped; keep the parts there instead of spooling past 1 MB to disk.
     parser.spool_max_size = len(body) + 1
@@ -420,8 +434,13 @@ async def multipart_form(request: Request, max_files: int, too_many: HTTPExcepti
     return form
 
 
-def files_in(form: FormData, field: str) -> list[UploadFile]:
-    return [f for f in form.getlist(field) if isinstance(f, UploadFile)]
+async def files_in(form: FormData, field: str) -> list[Upload]:
+    """The files of a form field, read; every part of the form is closed after, since Starlette keeps each in a
+    spooled file of its own."""
+    try:
+        return [Upload(await f.read(), f.filename) for f in form.getlist(field) if isinstance(f, UploadFile)]
+    finally:
+        await form.close()
 
 
 def content_type(request: Request) -> str:
@@ -434,10 +453,11 @@ async def image_upload(request: Request) -> Upload:
     if ctype == "multipart/form-data":
         too_many = HTTPException(400, detail="send one file per request to /predict; use /predict/batch for several")
         form = await multipart_form(request, 1, too_many)
-        files = files_in(form, "file")
+        files = await files_in(form, "file")
         if not files:
             raise HTTPException(422, detail=f"no file in the upload; {UPLOAD_HINT}")
-        return Upload(await files[0].read(), files[0].filename, form.get("mode") == "number")
+        files[0].number = form.get("mode") == "number"
+        return files[0]
     if ctype.startswith("image/") or ctype in ("application/octet-stream", ""):
         body = await read_body(request)
         if not body:
@@ -454,10 +474,10 @@ async def batch_upload(request: Request) -> list[Upload]:
             415, detail="send the images as multipart, repeating field 'files' (curl -F files=@a.png -F files=@b.png)"
         )
     too_many = HTTPException(413, detail=f"at most {limit} files per batch; split the upload")
-    files = files_in(await multipart_form(request, limit, too_many), "files")
+    files = await files_in(await multipart_form(request, limit, too_many), "files")
     if not files:
         raise HTTPException(422, detail="no files in the upload; repeat multipart field 'files', one per image")
-    return [Upload(await f.read(), f.filename) for f in files]
+    return files
 
 
 IMAGE_BODY = {
@@ -552,7 +572,7 @@ def index() -> RedirectResponse:
 # The inference endpoints are async, each handing its work to a thread with unless_gone(), so that work still
 # queued when its client hangs up is dropped. /predict hands its upload to the micro-batcher, whose batches
 # run on the model's own thread: an upload cheap to decode (CHEAP_MS) is prepared there, with one thread
-# hand-off for the whole batch (bench/RESULTS.md, Profile); a costly one is prepared in AnyIO's threadpool
+# hand-off for the whole batch (bench/RESULTS.md, Profile); a costly one is prepared on a decoding thread
 # first, so that its decoding never holds back another upload's answer.
 @app.post("/predict", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
 async def predict(request: Request, upload: Annotated[Upload, Depends(image_upload)]) -> PredictionOut:
@@ -561,7 +581,8 @@ async def predict(request: Request, upload: Annotated[Upload, Depends(image_uplo
     try:
         answer = await state.batcher.submit(upload.data)
         if isinstance(answer, Costly):
-            prepared = await unless_gone(request, anyio.to_thread.run_sync(state.predictor.prepare, upload.data))
+            decoding = anyio.to_thread.run_sync(state.predictor.prepare, upload.data, limiter=state.decoders)
+            prepared = await unless_gone(request, decoding)
             answer = await unless_gone(request, state.batcher.submit(prepared))
     except ImageError as e:
         raise http_error(e) from e

@@ -529,7 +529,9 @@ class Predictor:
 
     def finish(self, prepared: list[Prepared]) -> list[Prediction]:
         """Predictions for prepared uploads, in one forward pass."""
-        predictions = self.classify(np.stack([image for image, _ in prepared]))
+        # One upload, the usual case, needs no copy: np.stack costs a few µs of a 0.3 ms prediction.
+        images = prepared[0][0][None] if len(prepared) == 1 else np.stack([image for image, _ in prepared])
+        predictions = self.classify(images)
         return [_several(p, several) for p, (_, several) in zip(predictions, prepared, strict=True)]
 
     def predict_many(self, uploads: list[bytes], budget_ms: float | None = None) -> list[Prediction | ImageError]:

@@ -100,23 +100,23 @@ def main() -> None:
         help="where the corrections are (default: $DATABASE_URL, else SQLite data/feedback.db)",
     )
     args = parser.parse_args()
-    store = FeedbackStore(args.database_url)
-    if args.list:
-        for c in store.listed(args.list):
-            print(describe(c))
-    elif args.accept or args.reject:
-        known = {name(c): c for review in (PENDING, ACCEPTED, REJECTED) for c in store.listed(review)}
-        unknown = [n for n in args.accept + args.reject if n not in known]
-        if unknown:
-            sys.exit(f"no such correction: {', '.join(unknown)}; names are as --list shows them, such as digit-3")
-        for verdict, names in ((ACCEPTED, args.accept), (REJECTED, args.reject)):
-            for n in names:
-                store.judge(known[n].table, known[n].id, verdict)
-        print(f"{len(args.accept)} accepted, {len(args.reject)} rejected")
-    elif args.sheet:
-        sheet(store.listed(PENDING), args.sheet)
-    else:
-        interactive(store)
+    with FeedbackStore(args.database_url) as store:
+        if args.list:
+            for c in store.listed(args.list):
+                print(describe(c))
+        elif args.accept or args.reject:
+            known = {name(c): c for review in (PENDING, ACCEPTED, REJECTED) for c in store.listed(review)}
+            unknown = [n for n in args.accept + args.reject if n not in known]
+            if unknown:
+                sys.exit(f"no such correction: {', '.join(unknown)}; names are as --list shows them, such as digit-3")
+            for verdict, names in ((ACCEPTED, args.accept), (REJECTED, args.reject)):
+                for n in names:
+                    store.judge(known[n].table, known[n].id, verdict)
+            print(f"{len(args.accept)} accepted, {len(args.reject)} rejected")
+        elif args.sheet:
+            sheet(store.listed(PENDING), args.sheet)
+        else:
+            interactive(store)
 
 
 if __name__ == "__main__":

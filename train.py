@@ -519,7 +519,8 @@ def finish(
 def load_feedback(url: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The stored corrections, whole numbers' digits included: the 28x28 images the model saw
     (N×1×28×28 in [0,1]) and their right labels."""
-    rows = FeedbackStore(url).all()
+    with FeedbackStore(url) as store:
+        rows = store.all()
     if not rows:
         return torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, dtype=torch.long, device=device)
     images = np.stack([pixels for pixels, _ in rows])
@@ -535,7 +536,8 @@ def learn_from_feedback(args: argparse.Namespace, data: dict[str, Any], g: torch
     """
     x, y = load_feedback(args.database_url, data["val_x"].device)
     if len(x) == 0:
-        waiting = len(FeedbackStore(args.database_url).listed())
+        with FeedbackStore(args.database_url) as store:
+            waiting = len(store.listed())
         print(
             f"There are no accepted corrections in {args.database_url}, so there is nothing to learn from. "
             f"They come from the page's 'Wrong?' buttons and from POST /feedback; {waiting} wait for an "

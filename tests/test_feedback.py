@@ -204,10 +204,10 @@ def start_server(db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
     )
     for _ in range(300):
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc, port
+            with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=1)) as conn:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return proc, port
         except OSError:
             time.sleep(0.1)
     proc.kill()
@@ -361,16 +361,17 @@ def test_export_in_mnist_layout(tmp_path, mnist_test):
 
 
 def store_writes(url: str, start: int, n: int) -> None:
-    store = FeedbackStore(url)
-    for i in range(start, start + n):
-        store.record(Seen(f"{i:032x}", b"png", i % 10, 0.9, "0" * 64), (i + 1) % 10, f"client {i}", per_hour=1)
+    with FeedbackStore(url) as store:
+        for i in range(start, start + n):
+            store.record(Seen(f"{i:032x}", b"png", i % 10, 0.9, "0" * 64), (i + 1) % 10, f"client {i}", per_hour=1)
 
 
 def test_the_same_code_on_a_real_postgresql(postgres_database):
     url = postgres_database()
     with multiprocessing.get_context("spawn").Pool(3) as pool:  # three replicas migrating and writing at once
         pool.starmap(store_writes, [(url, 0, 40), (url, 100, 40), (url, 200, 40)])
-    stats = FeedbackStore(url).stats()
+    with FeedbackStore(url) as store:
+        stats = store.stats()
     assert stats["total"] == 120
     assert sum(stats["by_predicted"].values()) == 120
 
@@ -498,7 +499,8 @@ def test_review_accepts_and_rejects_by_name(tmp_path, mnist_test):
     assert review("--accept", "digit-99").returncode != 0
     sheet = tmp_path / "sheet.png"
     assert review("--sheet", str(sheet)).returncode == 0
-    assert Image.open(sheet).size[0] > 100
+    with Image.open(sheet) as drawn:
+        assert drawn.size[0] > 100
 
 
 def test_promoting_swaps_the_served_weights_whole(tmp_path, monkeypatch):

@@ -155,6 +155,7 @@ def disk_writes():
         patch.setattr(tempfile, name, spy(name, getattr(tempfile, name)))
     yield opened
     patch.undo()
+    assert opened == []  # no temporary file, named or not
     assert snapshot() - before == set()
 
 
@@ -198,6 +199,15 @@ def test_corpus_as_one_batch(client, disk_writes, seven):
             assert result["digit"] == expected, name
 
 
+def test_a_body_without_a_length_is_cut_off_as_it_passes_the_limit(client):
+    """Chunked, with no Content-Length to refuse it by: the stream itself is counted."""
+    chunks = (b"\0" * (1024 * 1024) for _ in range(20))
+    r = client.post("/predict", content=chunks, headers={"Content-Type": "image/png"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413
+    assert "over the limit of 10,485,760 bytes" in r.json()["detail"]
+
+
 BAD_REQUESTS = [
     ("body over the limit", {"content": b"\0" * (10 * 1024 * 1024 + 1), "headers": {"Content-Type": "image/png"}}, 413),
     ("wrong content type", {"content": b"{}", "headers": {"Content-Type": "application/json"}}, 415),
@@ -212,7 +222,7 @@ BAD_REQUESTS = [
             "content": b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nabc',
             "headers": {"Content-Type": "multipart/form-data; boundary=b"},
         },
-        422,
+        400,
     ),
     (
         "multipart header garbage",

@@ -3,6 +3,7 @@
 nginx runs deploy/nginx.conf itself, with the replicas' loopback addresses in place of the compose name.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -74,8 +75,8 @@ class Cluster:
 def nginx_config(workdir: Path, port: int, replica_ports: list[int]) -> str:
     """deploy/nginx.conf with loopback replicas and a header naming the replica, inside a main context of its own."""
     site = (ROOT / "deploy" / "nginx.conf").read_text()
-    servers = "".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n    " for p in replica_ports)
-    site, n = re.subn(r"server app:8000 max_fails=1 fail_timeout=5s;\n    ", servers, site)
+    servers = "\n    ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in replica_ports)
+    site, n = re.subn(r"server app:8000 max_fails=1 fail_timeout=5s;", servers, site)
     assert n == 1, "deploy/nginx.conf no longer names its upstream as this test expects"
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("location / {", "location / {\n        add_header X-Upstream $upstream_addr always;")
@@ -95,10 +96,10 @@ def wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
         if proc.poll() is not None:
             break
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
+            with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=1)) as conn:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
         except OSError:
             time.sleep(0.1)
     proc.kill()
@@ -252,7 +253,9 @@ def test_a_replica_killed_under_load_fails_only_what_it_held(cluster, seven_png)
     assert len(failures) <= 8, failures
     assert {status for _, status in failures} <= {502}
     assert len(acknowledged) > 50
-    assert len(cluster.rows()) == before + len(acknowledged)
+    # Every 201 is stored; a correction the replica stored just before it died is stored unanswered.
+    unanswered = sum(kind == "correct" for kind, _ in failures)
+    assert before + len(acknowledged) <= len(cluster.rows()) <= before + len(acknowledged) + unanswered
     alive = zip(cluster.replica_ports, cluster.replicas, strict=True)
     survivors = {f"127.0.0.1:{port}" for port, replica in alive if replica.poll() is None}
     answers = [cluster.predict(seven_png) for _ in range(20)]

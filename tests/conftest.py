@@ -1,5 +1,6 @@
 import importlib.util
 import io
+import math
 import os
 import re
 import shutil
@@ -28,6 +29,12 @@ os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='digits-tests-
 import dataset  # noqa: E402
 import report  # noqa: E402
 from main import app  # noqa: E402
+
+
+def chance(rate: float, n: int) -> float:
+    """How far a rate measured on n items may move by chance alone: three standard errors. A test's bound sits
+    this far from the figure the README states, so that only a real change crosses it."""
+    return 3 * math.sqrt(rate * (1 - rate) / n)
 
 
 def bench_module(name: str) -> ModuleType:

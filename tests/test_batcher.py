@@ -6,27 +6,37 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
 
 from batcher import MicroBatcher
 from conftest import encode
+from main import app
 from predict import Predictor
+
+HELD = threading.Event()  # set while a run_held() function holds its first batch
 
 
 def run_held(calls: list[list[int]], release: threading.Event):
     """A run function that records each batch and holds the first one until release is set."""
+    HELD.clear()
 
     def run(items: list[int]) -> list[int | Exception]:
         calls.append(items)
         if len(calls) == 1:
+            HELD.set()
             release.wait(5)
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
 
     return run
 
 
+async def first_batch_held() -> None:
+    assert await asyncio.to_thread(HELD.wait, 5), "the first batch never started"
+
+
 async def submit_while_first_runs(batcher: MicroBatcher, release: threading.Event, items: list[int]) -> list:
     first = asyncio.create_task(batcher.submit(0))
-    await asyncio.sleep(0.05)  # the first batch is now in the thread, held
+    await first_batch_held()
     rest = [asyncio.create_task(batcher.submit(i)) for i in items]
     await asyncio.sleep(0)
     release.set()
@@ -103,7 +113,7 @@ def test_a_caller_that_went_away_is_left_out_of_the_batch():
 
     async def scenario() -> list:
         first = asyncio.create_task(batcher.submit(0))
-        await asyncio.sleep(0.05)
+        await first_batch_held()
         gone = asyncio.create_task(batcher.submit(1))
         kept = asyncio.create_task(batcher.submit(2))
         await asyncio.sleep(0)
@@ -163,3 +173,38 @@ def test_a_bad_upload_among_good_ones_fails_alone(server, seven_png):
         else:
             assert status == 400
             assert "not an image we can read" in answer["detail"]
+
+
+def test_the_service_batches_uploads_that_arrive_while_the_model_is_busy(seven_png, monkeypatch):
+    """The service's own micro-batcher: uploads that arrive while a forward pass runs share the next one."""
+    with TestClient(app) as client:
+        state = app.state
+        batches: list[int] = []
+        release, queued = threading.Event(), threading.Semaphore(0)
+        finish, submit = state.predictor.finish, state.batcher.submit
+
+        def held(prepared):
+            batches.append(len(prepared))
+            if len(batches) == 1:
+                release.wait(10)
+            return finish(prepared)
+
+        async def counted(item):
+            queued.release()
+            return await submit(item)
+
+        monkeypatch.setattr(state.predictor, "finish", held)
+        monkeypatch.setattr(state.batcher, "submit", counted)
+
+        def send() -> int:
+            return client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"}).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            first = pool.submit(send)
+            assert queued.acquire(timeout=10)  # the first upload is in, and its pass is held
+            rest = [pool.submit(send) for _ in range(5)]
+            for _ in rest:
+                assert queued.acquire(timeout=10)  # each of the rest is waiting for the model
+            release.set()
+            assert [f.result() for f in (first, *rest)] == [200] * 6
+    assert batches == [1, 5]

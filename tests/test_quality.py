@@ -8,6 +8,7 @@ import torch
 
 import report
 from calibration import expected_calibration_error
+from conftest import chance
 from predict import DEFAULT_WEIGHTS, Predictor
 
 
@@ -36,12 +37,20 @@ def test_about_one_percent_of_real_digits_are_flagged_uncertain(predictor, test_
     assert 0.003 <= flagged <= 0.02
 
 
+CAUGHT, FALSE_ALARMS = 27 / 69, 59 / 9931
+
+
 def test_uncertain_digits_are_the_doubtful_ones(predictor, test_probs):
     probs, labels = test_probs
     unsure = probs.max(1).values < predictor.uncertain_below
     wrong = probs.argmax(1) != labels
-    # Most mistakes are flagged, and flagged predictions are wrong far more often than the rest.
-    assert wrong[unsure].float().mean() > 5 * wrong[~unsure].float().mean()
+    # Measured: 27 of the 69 mistakes are flagged, 39%, against 59 of the 9,931 right answers, 0.59%. Each share is
+    # held within chance() of its figure.
+    caught = float(unsure[wrong].float().mean())
+    false_alarms = float(unsure[~wrong].float().mean())
+    print(f"flagged: {caught:.1%} of {int(wrong.sum())} mistakes, {false_alarms:.2%} of the right answers")
+    assert caught >= CAUGHT - chance(CAUGHT, 69)
+    assert false_alarms <= FALSE_ALARMS + chance(FALSE_ALARMS, 9931)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@
     python bench/claims.py           # or `make claims`: all of it, about 5 minutes on 2 cores
     python bench/claims.py --fast    # the deterministic figures that need no training (make test runs these)
 
+Every figure in the README's benchmark tables (Speed, Scaling, Safe on the internet) must also be in the
+results file that the benchmark writes (bench/RESULTS.md, bench/HOSTILE.md).
+
 Each figure has its tolerance beside it: "exact" means equal to the README's last printed digit, for what
 is deterministic on a CPU; a range for what varies from run to run. It prints a table and exits 1 when a
 figure that gates (everything but timings) disagrees with the README or the metadata. Figures too slow to
@@ -239,6 +242,31 @@ def check(claims: list[Claim], measured: dict[str, float], readme: str, meta: Me
     return rows, ok
 
 
+# The README's sections whose tables quote a benchmark's results file, and that file: every figure in those
+# tables is one the file holds, so that a re-run that changes it can't leave the README behind.
+QUOTED = {"## Speed": "RESULTS.md", "## Scaling": "RESULTS.md", "### Safe on the internet": "HOSTILE.md"}
+# Figures as the results files print them: thousands with commas, decimals with their unit, times and sizes.
+FIGURE = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+\.\d+(?: ms| s|×)|\d+ ms|\+\d+ MB)")
+GOAL = re.compile(r"(?:under|more than|at least|at most|goal|≤) $")  # a threshold in a goal, not a measurement
+
+
+def unquoted(readme: str) -> list[str]:
+    """Figures in the README's benchmark tables that their results file doesn't hold."""
+    missing = []
+    for title, source in QUOTED.items():
+        start = readme.index(title)
+        end = readme.find("\n#", start + len(title))
+        results = (ROOT / "bench" / source).read_text()
+        for row in readme[start:end].splitlines():
+            if row.startswith("| "):
+                missing += [
+                    f"{title.strip('# ')}: {m.group()} ({source})"
+                    for m in FIGURE.finditer(row)
+                    if m.group() not in results and not GOAL.search(row[: m.start()])
+                ]
+    return missing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="skip the figures that need a training run (default: off)")
@@ -252,6 +280,10 @@ def main() -> None:
     print("| figure | README | weights' metadata | measured | tolerance | agrees |")
     print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
+    stale = unquoted(README.read_text())
+    for figure in stale:
+        print(f"not in its results file: {figure}")
+    ok &= not stale
     print("every figure agrees" if ok else "some figures disagree: fix the README, or `python train.py --remeasure`")
     sys.exit(0 if ok else 1)
 

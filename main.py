@@ -523,10 +523,8 @@ PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 @app.exception_handler(RequestValidationError)
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """A sentence, as every other error is: where and what, never the input itself, which may be megabytes."""
-    problems = [
-        f"{'.'.join(str(part) for part in e['loc'] if part != 'body') or 'the body'}: {e['msg']}"
-        for e in exc.errors()[:3]
-    ]
+    # The field alone: pydantic names a union's members after it ("label.constrained-int").
+    problems = [f"{e['loc'][1] if len(e['loc']) > 1 else 'the body'}: {e['msg']}" for e in exc.errors()[:3]]
     return JSONResponse({"detail": "; ".join(problems)[:500] + "; see /docs for what to send"}, status_code=422)
 
 

@@ -144,7 +144,6 @@ class Listed:
     predicted: str
     label: str
     confidence: float
-    client: str | None
     client_total: int  # corrections from the same client, in all
 
 
@@ -397,7 +396,7 @@ class FeedbackStore:
                     .order_by(table.c.id)
                 )
                 found += [
-                    Listed(table.name, i, png, str(predicted), str(label), confidence, client, sent.get(client, 0))
+                    Listed(table.name, i, png, str(predicted), str(label), confidence, sent.get(client, 0))
                     for i, png, predicted, label, confidence, client in rows
                 ]
         return found

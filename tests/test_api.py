@@ -91,7 +91,7 @@ def test_batch_over_the_limit_is_413(client, seven_png):
 def test_batch_needs_multipart(client, seven_png):
     r = client.post("/predict/batch", content=seven_png, headers={"Content-Type": "image/png"})
     assert r.status_code == 415
-    assert "files" in r.json()["detail"]
+    assert "(curl -F files=@a.png -F files=@b.png)" in r.json()["detail"]
 
 
 def test_healthz(client):
@@ -118,6 +118,12 @@ def test_openapi_docs_are_served(client):
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
 
 
+def test_a_batch_without_files_is_422(client):
+    r = client.post("/predict/batch", files={"file": ("a.png", b"x", "image/png")})  # the field is 'files'
+    assert r.status_code == 422
+    assert "'files'" in r.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("data", "status", "hint"),
     [
@@ -125,6 +131,7 @@ def test_openapi_docs_are_served(client):
         (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 400, "not an image"),
         (encode(Image.new("L", (64, 64), 255)), 422, "no digit found"),
     ],
+    ids=["text", "png signature and zeros", "blank page"],
 )
 def test_bad_images(client, data, status, hint):
     r = client.post("/predict", files=png_file(data))
@@ -147,6 +154,7 @@ def test_missing_file_field_is_422(client, seven_png):
 def test_empty_raw_body_is_422(client):
     r = client.post("/predict", content=b"", headers={"Content-Type": "image/png"})
     assert r.status_code == 422
+    assert "the request has no image" in r.json()["detail"]
 
 
 def test_two_files_to_predict_is_400(client, seven_png):

@@ -5,7 +5,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import pytest
+from anyio import CapacityLimiter
 from fastapi.testclient import TestClient
 
 from batcher import MicroBatcher
@@ -208,3 +210,58 @@ def test_the_service_batches_uploads_that_arrive_while_the_model_is_busy(seven_p
             release.set()
             assert [f.result() for f in (first, *rest)] == [200] * 6
     assert batches == [1, 5]
+
+
+def test_a_batch_never_waits_behind_the_default_threadpool():
+    """The service gives its batcher a thread of its own: endpoints filling AnyIO's threadpool can't hold it back."""
+
+    async def scenario() -> int:
+        pool = anyio.to_thread.current_default_thread_limiter()
+        pool.total_tokens = 1
+        release = threading.Event()
+        busy = asyncio.create_task(anyio.to_thread.run_sync(release.wait))
+        while pool.borrowed_tokens < 1:  # the one thread of the pool is taken
+            await asyncio.sleep(0)
+        batcher: MicroBatcher[int, int] = MicroBatcher(lambda items: list(items), 8, CapacityLimiter(1))
+        try:
+            return await asyncio.wait_for(batcher.submit(3), 5)
+        finally:
+            release.set()
+            await busy
+
+    assert asyncio.run(scenario()) == 3
+
+
+def test_callers_that_went_away_hold_back_no_one():
+    """A batch whose callers all left is skipped, and one who leaves while its batch runs gets nothing: everyone
+    after them is still answered."""
+    calls: list[list[int]] = []
+    release = threading.Event()
+
+    async def gone_before(leaving: int) -> list:
+        batcher = MicroBatcher(run_held(calls, release), max_batch=1)
+        first = asyncio.create_task(batcher.submit(0))
+        await first_batch_held()
+        rest = {i: asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)}
+        await asyncio.sleep(0)
+        rest[leaving].cancel()  # its batch of one is now empty
+        release.set()
+        return await asyncio.wait_for(asyncio.gather(first, *(t for i, t in rest.items() if i != leaving)), 5)
+
+    async def gone_during(leaving: int) -> list:
+        def run(items: list[int]) -> list[int | Exception]:
+            HELD.set()
+            release.wait(5)
+            return [i * 10 for i in items]
+
+        HELD.clear()
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, max_batch=8)
+        tasks = {i: asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)}  # one batch
+        await first_batch_held()
+        tasks[leaving].cancel()
+        release.set()
+        return await asyncio.wait_for(asyncio.gather(*(t for i, t in tasks.items() if i != leaving)), 5)
+
+    assert asyncio.run(gone_before(2)) == [0, 10, 30]
+    release.clear()
+    assert asyncio.run(gone_during(2)) == [10, 30]

@@ -14,17 +14,27 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text, update
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from conftest import ROOT, encode, form_prediction_id, free_port
-from feedback import ACCEPTED, FeedbackStore, PredictionIds, Seen, TooManyCorrections, client_key, load_secret
+from feedback import (
+    ACCEPTED,
+    FeedbackStore,
+    PredictionIds,
+    Seen,
+    TooManyCorrections,
+    client_key,
+    corrections,
+    load_secret,
+)
 from main import app
 
 
@@ -180,6 +190,7 @@ def secret_of(path: str) -> bytes:
     return load_secret(Path(path))
 
 
+@pytest.mark.slow
 def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
     monkeypatch.delenv("PREDICTION_SECRET", raising=False)
     path = tmp_path / "data" / "prediction_secret"
@@ -191,10 +202,16 @@ def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
     assert [f.name for f in path.parent.iterdir()] == ["prediction_secret"]  # no temporary files left
 
 
-def start_server(db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
+def start_server(tmp_path: Path, db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    # These tests stand for many users, and every request comes from this one address.
-    env = {**os.environ, "DATABASE_URL": db_url, "FEEDBACK_PER_HOUR": "100000"}
+    # These tests stand for many users, and every request comes from this one address. The metrics go in the
+    # test's own directory: serve.py removes its own on exit, which a killed server never reaches.
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "FEEDBACK_PER_HOUR": "100000",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
     proc = subprocess.Popen(
         [sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
@@ -245,9 +262,10 @@ def correct_many(port: int, png: bytes, n: int, acknowledged=None) -> int:
     return done
 
 
+@pytest.mark.slow
 def test_two_workers_take_every_correction_on_fresh_connections(tmp_path, seven_png):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    proc, port = start_server(url, workers=2)
+    proc, port = start_server(tmp_path, url, workers=2)
     try:
         with multiprocessing.get_context("spawn").Pool(4) as pool:
             counts = pool.starmap(correct_many, [(port, seven_png, 25)] * 4)
@@ -258,9 +276,10 @@ def test_two_workers_take_every_correction_on_fresh_connections(tmp_path, seven_
     assert len(rows(url)) == 100
 
 
+@pytest.mark.slow
 def test_a_replayed_correction_makes_one_row(tmp_path, seven_png):
     url = f"sqlite:///{tmp_path / 'replay.db'}"
-    proc, port = start_server(url, workers=2)
+    proc, port = start_server(tmp_path, url, workers=2)
     try:
         status, body = post(port, "/predict", seven_png, "image/png")
         prediction_id = json.loads(body)["prediction_id"]
@@ -278,9 +297,10 @@ def test_a_replayed_correction_makes_one_row(tmp_path, seven_png):
     assert row["label"] == 3
 
 
+@pytest.mark.slow
 def test_killed_during_writes_the_database_stays_intact(tmp_path, seven_png):
     url = f"sqlite:///{tmp_path / 'crash.db'}"
-    proc, port = start_server(url)
+    proc, port = start_server(tmp_path, url)
     acknowledged: list[str] = []
 
     def until_killed() -> None:
@@ -300,7 +320,7 @@ def test_killed_during_writes_the_database_stays_intact(tmp_path, seven_png):
     db.close()
     ids = PredictionIds(load_secret(), ttl_s=3600)  # the secret the server shared through data/
     assert {ids.read(a).key for a in acknowledged} <= stored  # every correction answered 201 survived the kill
-    proc, port = start_server(url)  # and the service starts again on it
+    proc, port = start_server(tmp_path, url)  # and the service starts again on it
     try:
         assert correct_many(port, seven_png, 3) == 3
     finally:
@@ -326,6 +346,7 @@ def run_train(*args: str, env_url: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_retraining_moves_the_model_toward_the_corrections(tmp_path, mnist_test):
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     synthetic_corrections(url, mnist_test)
@@ -343,12 +364,14 @@ def test_retraining_moves_the_model_toward_the_corrections(tmp_path, mnist_test)
     assert float(mnist.group(2)) > 98.5
 
 
+@pytest.mark.slow
 def test_no_corrections_is_said_plainly(tmp_path):
     r = run_train("--feedback", "--quiet", env_url=f"sqlite:///{tmp_path / 'empty.db'}")
     assert r.returncode == 0
     assert "no accepted corrections" in r.stdout
 
 
+@pytest.mark.slow
 def test_export_in_mnist_layout(tmp_path, mnist_test):
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     synthetic_corrections(url, mnist_test, n=12)
@@ -366,6 +389,7 @@ def store_writes(url: str, start: int, n: int) -> None:
             store.record(Seen(f"{i:032x}", b"png", i % 10, 0.9, "0" * 64), (i + 1) % 10, f"client {i}", per_hour=1)
 
 
+@pytest.mark.slow
 def test_the_same_code_on_a_real_postgresql(postgres_database):
     url = postgres_database()
     with multiprocessing.get_context("spawn").Pool(3) as pool:  # three replicas migrating and writing at once
@@ -398,6 +422,34 @@ def test_each_client_has_its_own_hour(tmp_path):
         store.record(numbers, "11", "flooder", per_hour=3)
 
 
+def test_a_clients_hour_moves_on(tmp_path):
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    for i in range(2):
+        store.record(Seen(f"{i:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=2)
+    with pytest.raises(TooManyCorrections):
+        store.record(Seen(f"{2:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=2)
+    with store.engine.begin() as conn:  # an hour and a minute pass
+        for row in conn.execute(select(corrections.c.id, corrections.c.created_at)).all():
+            moved = row.created_at - timedelta(minutes=61)
+            conn.execute(update(corrections).where(corrections.c.id == row.id).values(created_at=moved))
+    store.record(Seen(f"{2:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=2)
+
+
+def test_corrections_are_timed_in_utc_whatever_the_local_zone(tmp_path, monkeypatch):
+    """Replicas in different zones share one database and one hour per client: times are UTC."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    try:
+        store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+        store.record(Seen("0" * 32, b"png", 7, 0.9, "0" * 64), 1, "someone", per_hour=2)
+        with store.engine.connect() as conn:
+            stored = conn.execute(select(corrections.c.created_at)).scalar_one()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert abs(stored.replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=5)
+
+
 def test_a_client_is_its_address_hashed_with_the_secret():
     secret = b"s" * 32
     assert client_key(secret, "2001:db8:1:2::1") == client_key(secret, "2001:db8:1:2:ffff::9")  # one /64
@@ -405,6 +457,7 @@ def test_a_client_is_its_address_hashed_with_the_secret():
     assert client_key(secret, "192.0.2.1") != client_key(secret, "192.0.2.2")
     assert client_key(secret, "192.0.2.1") != client_key(b"t" * 32, "192.0.2.1")
     assert "192.0.2.1" not in client_key(secret, "192.0.2.1")
+    assert len(client_key(secret, "2001:db8:1:2::1")) == 32  # the width of the client column
 
 
 def test_a_short_secret_file_stops_the_start(tmp_path):
@@ -421,6 +474,8 @@ def test_a_huge_correction_is_refused_before_it_is_read(fresh_client, db_url, ch
     r = fresh_client.post("/feedback", content=content, headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert time.monotonic() - start < 2
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["connection"] == "close"  # the rest of the body is never read, so the connection can't be kept
     assert "prediction_id" in r.json()["detail"]
     assert rows(db_url) == []
 
@@ -452,6 +507,7 @@ def poisoned_corrections(url: str, mnist_test, n: int) -> None:
         store.judge("corrections", row, ACCEPTED)
 
 
+@pytest.mark.slow
 def test_a_poisoned_database_never_changes_the_served_weights(tmp_path, mnist_test):
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     poisoned_corrections(url, mnist_test, 600)
@@ -468,6 +524,7 @@ def test_a_poisoned_database_never_changes_the_served_weights(tmp_path, mnist_te
     assert (ROOT / "weights" / "mnist_mlp.sha256").read_text() == served
 
 
+@pytest.mark.slow
 def test_only_accepted_corrections_are_learned(tmp_path, mnist_test):
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     images, _ = mnist_test
@@ -478,6 +535,7 @@ def test_only_accepted_corrections_are_learned(tmp_path, mnist_test):
     assert "1 wait for an operator's review" in r.stdout
 
 
+@pytest.mark.slow
 def test_review_accepts_and_rejects_by_name(tmp_path, mnist_test):
     url = f"sqlite:///{tmp_path / 'fb.db'}"
     images, _ = mnist_test

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from scipy import ndimage
 
 from conftest import ROOT, chance, encode, form_prediction_id
 from feedback import ACCEPTED, FeedbackStore
@@ -18,6 +19,12 @@ from predict import Predictor, ink_groups
 from segment import read_number
 
 STYLES = ("paper", "photo", "canvas")
+
+
+def ink_boxes(ink: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """x, y, width and height of each connected mark in a boolean ink mask."""
+    labelled, _ = ndimage.label(ink)
+    return [(c.start, r.start, c.stop - c.start, r.stop - r.start) for r, c in ndimage.find_objects(labelled)]
 
 
 def ink_crop(digit: np.ndarray) -> np.ndarray:
@@ -94,6 +101,7 @@ TOUCHING_EXACT, TOUCHING_DIGITS = 0.793, 0.975  # the lowest of the three styles
 UNSURE_WRONG, UNSURE_RIGHT = 19 / 38, 13 / 262  # the unsure flag on numbers misread, and on those read right
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", STYLES)
 def test_numbers_whose_digits_stand_apart(predictor, mnist_test, style):
     images, labels = mnist_test
@@ -103,6 +111,7 @@ def test_numbers_whose_digits_stand_apart(predictor, mnist_test, style):
     assert per_digit >= APART_DIGITS - chance(APART_DIGITS, 4 * 150)  # about four digits a number
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", STYLES)
 def test_numbers_whose_digits_touch(predictor, mnist_test, style):
     images, labels = mnist_test
@@ -112,6 +121,7 @@ def test_numbers_whose_digits_touch(predictor, mnist_test, style):
     assert per_digit >= TOUCHING_DIGITS - chance(TOUCHING_DIGITS, 4 * 150)
 
 
+@pytest.mark.slow
 def test_a_misread_number_mostly_says_it_is_unsure(predictor, mnist_test):
     images, labels = mnist_test
     rng = np.random.default_rng(7)
@@ -159,8 +169,18 @@ def three_digits(mnist_test) -> tuple[bytes, str, tuple[int, int]]:
     return data, "".join(map(str, labels[:3])), Image.open(io.BytesIO(data)).size
 
 
-def test_the_api_reads_a_number_with_boxes_in_the_upload(client, three_digits):
+@pytest.mark.parametrize(
+    ("gap", "scale"), [(8, 1), (8, 3), (-2, 1)], ids=["as drawn", "reduced before reading", "touching"]
+)
+def test_the_api_reads_a_number_with_boxes_in_the_upload(client, three_digits, mnist_test, gap, scale):
     data, truth, (width, height) = three_digits
+    if gap < 0:  # one mark, split in three: each box is placed within the mark
+        page = compose([mnist_test[0][i] for i in (0, 1, 2)], [gap, gap], np.random.default_rng(0))
+        data = render(page, "paper", np.random.default_rng(0))
+        width, height = Image.open(io.BytesIO(data)).size
+    if scale != 1:  # over WORK_SIZE, so that the boxes are scaled back up to the upload's pixels
+        width, height = width * scale, height * scale
+        data = encode(Image.open(io.BytesIO(data)).resize((width, height), Image.Resampling.NEAREST))
     r = client.post("/predict/number", files={"file": ("number.png", data, "image/png")})
     assert r.status_code == 200
     body = r.json()
@@ -174,6 +194,16 @@ def test_the_api_reads_a_number_with_boxes_in_the_upload(client, three_digits):
         assert 0 <= y < y + h <= height
         assert Image.open(io.BytesIO(base64.b64decode(d["input_image"]))).size == (28, 28)
     assert body["confidence"] == pytest.approx(np.prod([d["confidence"] for d in body["digits"]]))
+    assert body["uncertain"] is False  # three clear digits, well apart
+    # Each box holds its digit's ink, in the upload's own pixels: together they cover all of it, tightly.
+    ink = np.asarray(Image.open(io.BytesIO(data)).convert("L")) < 128
+    boxed = np.zeros_like(ink)
+    for d in body["digits"]:
+        x, y, w, h = d["box"]
+        assert ink[y : y + h, x : x + w].mean() > 0.1
+        boxed[y : y + h, x : x + w] = True
+    assert (ink & boxed).sum() > 0.99 * ink.sum()
+    assert boxed.sum() < 1.5 * sum(w * h for *_, w, h in ink_boxes(ink))
 
 
 def test_predict_says_when_an_image_holds_several_digits(client, three_digits, seven_png):
@@ -186,18 +216,29 @@ def test_predict_says_when_an_image_holds_several_digits(client, three_digits, s
     assert one.json()["hint"] is None
 
 
-def test_blank_and_too_many_digits_are_422(client, three_digits, monkeypatch):
+def test_blank_and_too_many_digits_are_422(client, three_digits, mnist_test, monkeypatch):
     blank = encode(np.full((60, 200), 255, np.uint8))
     r = client.post("/predict/number", content=blank, headers={"Content-Type": "image/png"})
     assert r.status_code == 422
     assert "no digit found" in r.json()["detail"]
+    monkeypatch.setenv("MAX_NUMBER_DIGITS", "3")
+    with TestClient(app) as limited:  # as many digits as the limit
+        r = limited.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"})
+    assert r.status_code == 200
     monkeypatch.setenv("MAX_NUMBER_DIGITS", "2")
     with TestClient(app) as limited:
         r = limited.post("/predict/number", content=three_digits[0], headers={"Content-Type": "image/png"})
-    assert r.status_code == 422
+        assert r.status_code == 422
+        assert "over the limit of 2 digits" in r.json()["detail"]
+        # One mark that splits into three digits: counted again after the split.
+        page = compose([mnist_test[0][i] for i in (0, 1, 2)], [-2, -2], np.random.default_rng(0))
+        r = limited.post("/predict/number", content=render(page, "paper", np.random.default_rng(0)))
+        assert r.status_code == 422
+        assert "holds 3 digits, over the limit of 2" in r.json()["detail"]
     assert "over the limit of 2" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_the_cli_reads_numbers(tmp_path, three_digits):
     data, truth, _ = three_digits
     path = tmp_path / "number.png"

@@ -124,7 +124,8 @@ def cluster(postgres_database) -> Iterator[Cluster]:
                 subprocess.Popen(
                     [sys.executable, "serve.py", "--port", str(port), "--workers", "1"],
                     cwd=ROOT,
-                    env=env,
+                    # In the work directory, which is removed, because a replica killed by a test can't remove it.
+                    env={**env, "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics{i}")},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

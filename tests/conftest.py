@@ -103,7 +103,12 @@ def server(tmp_path_factory):
             time.sleep(0.2)
     yield url
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # a server stuck in its event loop never sees SIGTERM: don't leave it running
+        proc.kill()
+        proc.wait()
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -135,7 +135,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def disk_writes():
-    """Every temp file opened and every new file under the project or /tmp while the corpus runs."""
+    """Every temp file opened, new file under the project and new entry in /tmp while the corpus runs."""
 
     def snapshot() -> set[str]:
         skip = (".venv", "__pycache__", ".pytest_cache", "out", ".git", ".hypothesis", "mutants")

@@ -410,13 +410,18 @@ def test_a_client_that_floods_corrections_is_stopped(db_url, monkeypatch, seven_
     assert len(rows(db_url)) == 5
 
 
+def a_seven(i: int) -> Seen:
+    """The i-th prediction of a 7, for tests of the store that need no real image."""
+    return Seen(f"{i:032x}", b"png", 7, 0.9, "0" * 64)
+
+
 def test_each_client_has_its_own_hour(tmp_path):
     store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
     for i in range(3):
-        store.record(Seen(f"{i:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=3)
+        store.record(a_seven(i), 1, "flooder", per_hour=3)
     with pytest.raises(TooManyCorrections):
-        store.record(Seen(f"{9:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=3)
-    store.record(Seen(f"{10:032x}", b"png", 7, 0.9, "0" * 64), 1, "someone else", per_hour=3)
+        store.record(a_seven(9), 1, "flooder", per_hour=3)
+    store.record(a_seven(10), 1, "someone else", per_hour=3)
     numbers = Seen(f"{11:032x}", b"png", "17", 0.9, "0" * 64)  # whole numbers count towards the same hour
     with pytest.raises(TooManyCorrections):
         store.record(numbers, "11", "flooder", per_hour=3)
@@ -425,14 +430,14 @@ def test_each_client_has_its_own_hour(tmp_path):
 def test_a_clients_hour_moves_on(tmp_path):
     store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
     for i in range(2):
-        store.record(Seen(f"{i:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=2)
+        store.record(a_seven(i), 1, "flooder", per_hour=2)
     with pytest.raises(TooManyCorrections):
-        store.record(Seen(f"{2:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=2)
+        store.record(a_seven(2), 1, "flooder", per_hour=2)
     with store.engine.begin() as conn:  # an hour and a minute pass
         for row in conn.execute(select(corrections.c.id, corrections.c.created_at)).all():
             moved = row.created_at - timedelta(minutes=61)
             conn.execute(update(corrections).where(corrections.c.id == row.id).values(created_at=moved))
-    store.record(Seen(f"{2:032x}", b"png", 7, 0.9, "0" * 64), 1, "flooder", per_hour=2)
+    store.record(a_seven(2), 1, "flooder", per_hour=2)
 
 
 def test_corrections_are_timed_in_utc_whatever_the_local_zone(tmp_path, monkeypatch):
@@ -441,7 +446,7 @@ def test_corrections_are_timed_in_utc_whatever_the_local_zone(tmp_path, monkeypa
     time.tzset()
     try:
         store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
-        store.record(Seen("0" * 32, b"png", 7, 0.9, "0" * 64), 1, "someone", per_hour=2)
+        store.record(a_seven(0), 1, "someone", per_hour=2)
         with store.engine.connect() as conn:
             stored = conn.execute(select(corrections.c.created_at)).scalar_one()
     finally:

@@ -49,18 +49,8 @@ from feedback import (
     load_secret,
 )
 from observability import NOT_DIGITS, PREDICTIONS, UNCERTAIN, WORKERS, Observability, render_metrics, setup_access_log
-from predict import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_WEIGHTS,
-    ImageError,
-    ImageTooLarge,
-    NoDigitFound,
-    Prediction,
-    Predictor,
-    Prepared,
-    TooManyMarks,
-    to_png,
-)
+from predict import DEFAULT_WEIGHTS, Prediction, Predictor, Prepared, to_png
+from preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageTooLarge, NoDigitFound, TooManyMarks
 from segment import MAX_DIGITS, TooManyDigits, read_number
 
 HERE = Path(__file__).resolve().parent

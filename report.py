@@ -27,7 +27,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from calibration import reliability
-from predict import ImageError, Predictor
+from predict import Predictor
+from preprocess import ImageError
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # Debian's dataset-fashion-mnist
 # Debian's fonts-dejavu-core: the letters are measured in these fonts only, and outliers.py never trains on them.

@@ -2,24 +2,30 @@
 
     python predict.py --number meter.jpg
 
-predict.ink_groups() finds the digits that stand apart. A group wider than a digit may be touching
+preprocess.ink_groups() finds the digits that stand apart. A group wider than a digit may be touching
 digits. The candidate cuts through it are the straight columns where its ink is thinnest, and paths from
 top to bottom that cross as little ink as they can, each wandering near one column, so that a cut can slip
 between neighbours that overlap or lean. A small dynamic program weighs runs of pieces in two steps. The
 ink the cuts cross, with what the classifier makes of each piece and its width, decides how many digits
 the group holds; then the classifier alone decides where they part, since two round digits touching
 along a stretch (two 0s) join through more ink than a cut across one of them. Every piece goes through
-predict.fit_and_centre(), the same MNIST-style normalization as a single digit.
+preprocess.fit_and_centre(), the same MNIST-style normalization as a single digit.
 """
+
+from __future__ import annotations
 
 import itertools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from predict import FULL_SIZE, Group, ImageError, Prediction, Predictor, decode, fit_and_centre, ink_groups, ink_map
+from preprocess import FULL_SIZE, Group, ImageError, decode, fit_and_centre, ink_groups, ink_map
+
+if TYPE_CHECKING:  # for the annotations only: predict.py's command line imports this module to read numbers
+    from predict import Prediction, Predictor
 
 # Lengths are in units of the group's height.
 WIDE = 0.4  # a group wider than this may be several touching digits (two 1s side by side can be 0.4)

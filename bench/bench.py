@@ -254,7 +254,8 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
     from feedback import PredictionIds
     from main import PredictionOut
     from observability import IN_PROGRESS, LATENCY, PREDICTIONS, REQUESTS
-    from predict import decode, fit_and_centre, ink_map, several_digits, to_png
+    from predict import to_png
+    from preprocess import decode, fit_and_centre, ink_map, several_digits
 
     torch.set_num_threads(1)
     predictor = Predictor()
@@ -639,7 +640,7 @@ def training(repeats: int) -> list[str]:
     import dataset
     import train
     from model import MLP
-    from predict import normalize
+    from preprocess import normalize
 
     args = train.parse_args(["--fast", "--quiet"])  # the default augmentation, without the teacher
     images, labels = dataset.load(train=True)

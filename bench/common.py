@@ -25,7 +25,8 @@ WRK_LUA = Path(__file__).resolve().parent / "wrk.lua"
 sys.path.insert(0, str(ROOT))
 
 from feedback import PredictionIds
-from predict import ImageError, Prediction, Predictor, to_png
+from predict import Prediction, Predictor, to_png
+from preprocess import ImageError
 
 
 def ensure_wrk() -> str:

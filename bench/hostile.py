@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 import formats
 from common import machine, serve, tree_rss_mb
 from main import CHEAP_BYTES, CHEAP_MS
-from predict import MAX_MARKS, ImageError, Predictor, decode_cost
+from predict import Predictor
+from preprocess import MAX_MARKS, ImageError, decode_cost
 from segment import read_number
 
 OUT = Path(__file__).resolve().parent / "HOSTILE.md"

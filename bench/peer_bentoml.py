@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's
 
 from common import peer_answers
 from feedback import PredictionIds, load_secret
-from predict import ImageError, Predictor
+from predict import Predictor
+from preprocess import ImageError
 
 WORKERS = int(os.environ.get("PEER_WORKERS", "1"))
 THREADS = int(os.environ.get("PEER_THREADS", "1"))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from predict import DEFAULT_WEIGHTS, Predictor, normalize
+from predict import DEFAULT_WEIGHTS, Predictor
+from preprocess import normalize
 from report import render_as_uploaded
 
 

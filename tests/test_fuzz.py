@@ -12,7 +12,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from main import app
-from predict import ImageError, decode, preprocess
+from preprocess import ImageError, decode, preprocess
 
 MODES = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2, "I;16": 1, "1": 1, "P": 1, "F": 1, "CMYK": 4, "I": 1}
 

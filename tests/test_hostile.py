@@ -19,7 +19,8 @@ from PIL import Image
 from conftest import bench_module, encode
 from formats import MAX_PARTS, CostlyImage, check_structure
 from main import PredictionOut, answers, app, unless_gone
-from predict import ImageTooLarge, NoDigitFound, Predictor, UnreadableImage
+from predict import Predictor
+from preprocess import ImageTooLarge, NoDigitFound, UnreadableImage
 from segment import read_number
 
 CPU_BOUND_S = 0.5  # the most CPU one input may cost a worker

@@ -15,7 +15,8 @@ from scipy import ndimage
 from conftest import ROOT, chance, encode, form_prediction_id
 from feedback import ACCEPTED, FeedbackStore
 from main import app
-from predict import Predictor, ink_groups
+from predict import Predictor
+from preprocess import ink_groups
 from segment import read_number
 
 STYLES = ("paper", "photo", "canvas")

@@ -7,8 +7,9 @@ report.py measures letters with, are not used here.
   blobs       filled shapes: smoothed noise cut at a level, ellipses and polygons
   textures    noise of several kinds and grains, stripes, checks and gradients
   overlaps    two MNIST training digits of different classes drawn over one another
+  touching    two MNIST training digits side by side, their ink touching: one mark that holds two digits
   glyphs      letters, Greek and symbols in matplotlib's own STIX and Computer Modern fonts
-Each is drawn as an upload, dark on light paper or light on dark, and goes through predict.preprocess(), so
+Each is drawn as an upload, dark on light paper or light on dark, and goes through preprocess.preprocess(), so
 the model meets them exactly as the service would show them to it.
 """
 
@@ -22,9 +23,9 @@ from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from predict import NoDigitFound, preprocess
+from preprocess import NoDigitFound, preprocess
 
-KINDS = ("scribbles", "blobs", "textures", "overlaps", "glyphs")
+KINDS = ("scribbles", "blobs", "textures", "overlaps", "touching", "glyphs")
 SIZE = 128  # the side of the page each outlier is drawn on
 # matplotlib ships these fonts with itself, on every machine; DejaVu, which it also ships, is the yardstick's.
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -123,6 +124,27 @@ def overlap(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray) ->
     return Image.fromarray(255 - ink).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
 
 
+def touching(rng: np.random.Generator, digits: np.ndarray) -> Image.Image:
+    """Two training digits side by side, moved together until their strokes touch: /predict should doubt such
+    a mark rather than read one digit, and segment.py, which cuts it where the pieces read best, is helped
+    when the whole doesn't read as one digit."""
+    a, b = (digits[i][:, digits[i].any(0)] for i in rng.integers(len(digits), size=2))
+    apart = _marks(a) + _marks(b)
+    for overlap in range(min(a.shape[1], b.shape[1])):
+        ink = np.zeros((28, a.shape[1] + b.shape[1] - overlap), dtype=np.uint8)
+        ink[:, : a.shape[1]] = a
+        ink[:, a.shape[1] - overlap :] = np.maximum(ink[:, a.shape[1] - overlap :], b)
+        if _marks(ink) < apart:
+            break
+    page = np.pad(255 - ink, 8, constant_values=255)
+    return Image.fromarray(page).resize((page.shape[1] * 4, page.shape[0] * 4), Image.Resampling.BILINEAR)
+
+
+def _marks(ink: np.ndarray) -> int:
+    """Separate marks of ink, joined only side to side: a corner alone is lost once the page is scaled up."""
+    return int(ndimage.label(ink >= 128)[1])
+
+
 def glyph(rng: np.random.Generator) -> Image.Image:
     """One to three letters or symbols in a font that the measurements don't use, slightly turned."""
     im, draw, pen = _page(rng)
@@ -143,6 +165,7 @@ def pool(digits: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarra
         "blobs": blob,
         "textures": texture,
         "overlaps": overlaps,
+        "touching": functools.partial(touching, digits=digits),
         "glyphs": glyph,
     }
     makers = [by_kind[kind] for kind in KINDS]

@@ -11,6 +11,7 @@ Training and serving share normalize() and these constants, so they can't drift.
 
 import io
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,6 +23,12 @@ from scipy import ndimage
 import formats
 
 Pixels = TypeVar("Pixels", torch.Tensor, np.ndarray)
+
+# Pillow warns of an upload's corrupt EXIF and reads on without it, as load() does: the image as stored. The
+# warning tells an operator nothing, and strangers could fill the log with it. (Set here, not around each
+# read: catch_warnings is not thread-safe, and uploads are read in a threadpool.)
+EXIF_WARNING = r"(Possibly )?[Cc]orrupt EXIF data"
+warnings.filterwarnings("ignore", EXIF_WARNING, UserWarning)
 
 # MNIST's pixel mean and standard deviation on [0,1].
 MEAN, STD = 0.1307, 0.3081

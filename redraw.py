@@ -7,7 +7,7 @@ MNIST has one pen (about 0.12 of the digit's height) and one kind of paper. Each
 skeleton (scikit-image) and drawn again with a round pen along it, so a digit keeps its writer's shape and
 changes only what the condition changes:
   pen      dark ink on white paper, pens from 0.03 (a ballpoint at arm's length) to 0.3 (a marker)
-  page     the upload page's own canvas and pen (static/app.js), the digit from 10% to 100% of the pad
+  page     the upload page's own canvas and pen (static/app.js), the hand moving over 10% to 90% of the pad
   photo    a photographed sheet: a vignette, a shadowed corner or a gradient of light, on plain, lined or
            squared paper, with sensor noise and JPEG compression
   slant    slanted and rotated digits
@@ -33,7 +33,7 @@ PENS = (0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.3)
 # Training's pens, log-uniform: to 0.5 of the height, which a digit drawn small with the page's pen reaches.
 TRAIN_PENS = (0.03, 0.5)
 TRAIN_HEIGHT = 40  # px: twice the 20 px the fit makes of it, so the pen's edge is anti-aliased as a photo's
-PAD_SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0)
+PAD_SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 0.9)  # 0.9 and the pen's width fill the pad
 LIGHTS = ("vignette", "shadow", "gradient")
 PAPERS = ("plain", "lined", "squared")
 
@@ -126,9 +126,9 @@ def with_pen(skel: Skeleton, rng: np.random.Generator, pen: float) -> bytes:
 
 
 def on_page(skel: Skeleton, rng: np.random.Generator, share: float) -> bytes:
-    """As the upload page sends a drawing: the 560×560 white canvas, its 40 px pen in #111, the digit's
-    ink `share` of the pad's height, anywhere on the pad."""
-    height = max(share * PAD - PAD_PEN, PAD_PEN / 2)  # the share counts the ink, the pen's width included
+    """As the upload page sends a drawing: the 560×560 white canvas, its 40 px pen in #111, the hand moving over
+    `share` of the pad's height (the ink is a pen's width taller), anywhere on the pad."""
+    height = share * PAD
     half_h, half_w = (height + PAD_PEN) / 2, (height * 0.8 + PAD_PEN) / 2
     centre = (rng.uniform(half_h, PAD - half_h), rng.uniform(half_w, PAD - half_w))
     ink = draw(skel, (PAD, PAD), height, PAD_PEN, centre)

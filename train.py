@@ -346,8 +346,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--outlier-weight",
         type=float,
-        default=0.5,
-        help="weight of the loss that pushes the answer on them towards uniform (default: 0.5)",
+        default=1.0,
+        help="weight of the loss that pushes the answer on them towards uniform (default: 1.0)",
     )
     parser.add_argument(
         "--ema-decay", type=float, default=0.999, help="decay of the weights' moving average (default: 0.999)"
@@ -497,6 +497,13 @@ def exposure(args: argparse.Namespace, data: dict[str, Any]) -> torch.Tensor | N
     return data["outlier_x"] if args.outliers else None
 
 
+def threshold(model: nn.Module, data: dict[str, Any], val_logits: torch.Tensor, temperature: float) -> float:
+    """The confidence under which a fixed share of validation digits fall, MNIST's and those drawn as uploads
+    together: MNIST's alone would flag a real pen's digits far more often."""
+    real_logits = logits(model, data["val_real_x"])
+    return uncertain_threshold(F.softmax(torch.cat([val_logits, real_logits]) / temperature, 1))
+
+
 def finish(
     state: dict[str, torch.Tensor],
     history: list[dict[str, Any]],
@@ -512,9 +519,7 @@ def finish(
     # Calibration is fitted on validation; the test set is only measured.
     val_logits, test_logits = logits(model, data["val_x"]), logits(model, data["test_x"])
     temperature = fit_temperature(val_logits, data["val_y"].cpu())
-    # The threshold flags the same share of validation digits, MNIST's and those drawn as uploads together.
-    real_logits = logits(model, data["val_real_x"])
-    uncertain_below = uncertain_threshold(F.softmax(torch.cat([val_logits, real_logits]) / temperature, 1))
+    uncertain_below = threshold(model, data, val_logits, temperature)
     test_y = data["test_y"].cpu()
     measured = test_figures(test_logits, test_y, temperature, uncertain_below)
     # How many held-out outliers the threshold catches: what validation says of the not-a-digit training.

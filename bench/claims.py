@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
 import report
 import train
-from calibration import fit_temperature, test_figures, uncertain_threshold
+from calibration import fit_temperature, test_figures
 from predict import Predictor
 
 README = ROOT / "README.md"
@@ -109,10 +108,13 @@ CLAIMS = [
     Claim("temperature fitted on validation", (r"\(T = ([\d.]+)\)",), "temperature", recorded("temperature"), scale=1),
     Claim(
         "uncertain threshold, from validation",
-        (r"0.75% of validation digits fall under \(([\d.]+)\)",),
+        (r"0.75% of validation digits, MNIST's and those drawn as uploads, fall under \(([\d.]+)\)",),
         "uncertain_below",
         recorded("uncertain_below"),
         scale=1,
+        # Validation's uploads are drawn by today's redraw.py, and the shipped run drew the page's digits by their
+        # ink's height, where redraw.py now takes the hand's: the threshold moved with it (README).
+        tolerance=0.03,
     ),
     Claim(
         "ECE on test, before", (r"before → after the temperature \| ([\d.]+)% →",), "ece_before", recorded("ece_before")
@@ -178,9 +180,11 @@ def measure_shipped() -> dict[str, float]:
     predictor = Predictor()
     meta = predictor.metadata
     recipe = json.loads(meta["recipe"])
-    data = train.load_data(
-        argparse.Namespace(seed=recipe["seed"], val_size=recipe["val_size"], subset=0), torch.device("cpu")
+    # No redrawn training digits (pens=0): only validation and test are measured.
+    args = argparse.Namespace(
+        seed=recipe["seed"], val_size=recipe["val_size"], subset=0, real_val=recipe["real_val"], pens=0
     )
+    data = train.load_data(args, torch.device("cpu"))
     val_logits, test_logits = (
         train.logits(predictor.model, data["val_x"]),
         train.logits(predictor.model, data["test_x"]),
@@ -189,7 +193,7 @@ def measure_shipped() -> dict[str, float]:
     out: dict[str, float] = {
         "val_accuracy": float((val_logits.argmax(1) == data["val_y"]).float().mean()),
         "temperature": temperature,
-        "uncertain_below": uncertain_threshold(F.softmax(val_logits / temperature, 1)),
+        "uncertain_below": train.threshold(predictor.model, data, val_logits, temperature),
         **test_figures(test_logits, data["test_y"], temperature, float(meta["uncertain_below"])),
     }
     images = (data["test_x"][:, 0].numpy() * 255).round().astype("uint8")

@@ -45,6 +45,8 @@ def bench_module(name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered, as an import would: its functions are then found by name, as multiprocessing pickles them.
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -1,7 +1,9 @@
 """The upload page in a real browser: Debian's Chromium, driven by Playwright, against a real uvicorn."""
 
+import itertools
 import math
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -98,6 +100,51 @@ def test_a_small_digit_in_a_corner(page):
     draw(page, line((0.08, 0.08), (0.24, 0.08), 6), line((0.24, 0.08), (0.13, 0.3), 6))
     page.get_by_test_id("predict").click()
     expect_digit(page, 7)
+
+
+# Digits as people draw them, in a unit box (x to the right, y down), one polyline per stroke.
+SHAPES = {
+    2: [
+        [
+            (0.05, 0.25),
+            (0.2, 0.05),
+            (0.5, 0.0),
+            (0.8, 0.05),
+            (0.95, 0.25),
+            (0.85, 0.45),
+            (0.5, 0.7),
+            (0.0, 1.0),
+            (1.0, 1.0),
+        ]
+    ],
+    3: [
+        [(0.05, 0.1), (0.4, 0.0), (0.85, 0.1), (0.9, 0.25), (0.7, 0.42), (0.35, 0.48)],
+        [(0.35, 0.48), (0.75, 0.55), (0.95, 0.75), (0.85, 0.95), (0.4, 1.0), (0.05, 0.9)],
+    ],
+    4: [[(0.6, 0.0), (0.0, 0.65), (1.0, 0.65)], [(0.75, 0.25), (0.75, 1.0)]],
+    7: [[(0.0, 0.0), (1.0, 0.0), (0.35, 1.0)]],
+}
+
+
+def shape(digit: int, x0: float, y0: float, height: float) -> list[list[tuple[float, float]]]:
+    """The digit's strokes, `height` of the pad tall and 0.7 of that wide, from (x0, y0); densely sampled, as a
+    hand moves."""
+    strokes = []
+    for polyline in SHAPES[digit]:
+        points = [(x0 + 0.7 * height * u, y0 + height * v) for u, v in polyline]
+        strokes.append([p for a, b in itertools.pairwise(points) for p in line(a, b, 6)])
+    return strokes
+
+
+@pytest.mark.parametrize("share", [0.15, 0.25, 0.5])
+def test_digits_drawn_small_or_large_with_the_pages_pen(page, share):
+    # The pen is a fixed 1/14 of the pad, so a digit drawn at 15% of it is half as wide as it is tall in ink.
+    for digit in SHAPES:
+        page.get_by_test_id("clear").click()
+        draw(page, *shape(digit, 0.1, 0.1, share))
+        page.get_by_test_id("predict").click()
+        expect_digit(page, digit)
+        expect(page.locator("#status")).not_to_have_class(re.compile("uncertain"))
 
 
 def test_clear_empties_the_canvas_and_the_result(page):

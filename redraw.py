@@ -25,7 +25,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from preprocess import NoDigitFound, decode, fit_and_centre, ink_map
+from preprocess import NoDigitFound, decode, fit_and_centre, preprocess
 
 UP = 4  # skeletons are taken at 4× MNIST's resolution, 112×112, where a stroke is about 10 px wide
 PAD, PAD_PEN = 560, 40  # the page's canvas and its pen (static/app.js: canvas.height / 14)
@@ -237,7 +237,7 @@ def validation_inputs(digits: np.ndarray, labels: np.ndarray, seed: int) -> tupl
     inputs, kept = [], []
     for upload, label in zip(validation_uploads(digits, seed), labels, strict=True):
         try:
-            inputs.append(fit_and_centre(ink_map(decode(upload))))
+            inputs.append(preprocess(decode(upload)))
         except NoDigitFound:
             continue
         kept.append(label)

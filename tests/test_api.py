@@ -110,6 +110,27 @@ def test_model_metadata(client):
     assert len(body["sha256"]) == 64
     for key in ("val_accuracy", "epochs", "seed", "train_seconds", "device", "torch_version", "data_md5"):
         assert key in body["metadata"]
+    meta = body["metadata"]  # what each value holds, not JSON inside a string
+    assert isinstance(meta["val_accuracy"], float)
+    assert isinstance(meta["epochs"], int)
+    assert isinstance(meta["recipe"], dict)
+    assert isinstance(meta["history"], list)
+    assert meta["recipe"]["seed"] == meta["seed"]
+    assert isinstance(meta["torch_version"], str)
+
+
+def test_confidence_is_rounded_as_the_probabilities_are(client, mnist_test):
+    images, _ = mnist_test
+    for image in images[:20]:
+        body = client.post("/predict", files=png_file(encode(image))).json()
+        assert body["confidence"] == body["probabilities"][body["digit"]]
+        assert all(round(p, 6) == p for p in body["probabilities"])
+
+
+def test_feedback_that_is_not_json_is_a_400_that_says_so(client):
+    r = client.post("/feedback", content=b'{"prediction_id": ', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("the body is not valid JSON")
 
 
 def test_openapi_docs_are_served(client):

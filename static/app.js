@@ -9,9 +9,10 @@ const fileInput = $("file");
 const output = $("output");
 const workspace = $("workspace");
 let drawn = false;      // has the canvas any ink?
-let lastSent = null;    // the last image sent, to read it again as a number
+let lastSent = null;    // the last image sent: read again when the mode changes
 let latest = 0;         // only the newest request may paint the result
 let strokeTimer = null;
+let uploadUrl = null;   // the object URL of the shown upload, revoked when another replaces it
 
 function clearCanvas() {
   ctx.fillStyle = "#fff";
@@ -21,35 +22,62 @@ function clearCanvas() {
 
 let predictionId = null;  // names the shown prediction in a correction
 
+// Back to the empty answer. The card stays where it is, so that nothing around it moves.
 function clearResult() {
   latest++;
   predictionId = null;
+  $("placeholder").hidden = false;
   $("feedback").hidden = true;
   $("feedback-status").textContent = "";
-  output.hidden = true;
   $("status").textContent = "";
   $("status").className = "status";
   $("result-digit").textContent = "";
   $("confidence").textContent = "";
   $("probabilities").replaceChildren();
-  $("seen").hidden = $("seen-caption").hidden = true;
+  $("seen-row").hidden = true;
   $("crops").replaceChildren();
   $("crops").hidden = $("as-number").hidden = $("number-feedback").hidden = true;
   $("number-feedback-status").textContent = "";
   $("boxes").replaceChildren();
+  $("upload-boxes").replaceChildren();
+  $("upload-figure").hidden = true;
+  $("why").hidden = true;
+  $("why-pictures").replaceChildren();
 }
 
 // --- one digit, or a whole number on a wide canvas ---
 const numberMode = () => document.querySelector('input[name="mode"]:checked').value === "number";
+// A phone's wide canvas is 2:1, so that it is tall enough to write in; a desktop's is 10:3.
+const narrowScreen = window.matchMedia("(max-width: 40rem)");
 
+// The canvas at a new size, with the drawing kept: scaled to fit and centred.
+function resizeCanvas(width, height) {
+  canvas.style.aspectRatio = `${width} / ${height}`;
+  if (canvas.width === width && canvas.height === height) return;
+  const had = drawn;
+  const old = document.createElement("canvas");
+  old.width = canvas.width;
+  old.height = canvas.height;
+  old.getContext("2d").drawImage(canvas, 0, 0);
+  canvas.width = width;
+  canvas.height = height;
+  clearCanvas();
+  if (had) {
+    const s = Math.min(width / old.width, height / old.height);
+    ctx.drawImage(old, (width - old.width * s) / 2, (height - old.height * s) / 2, old.width * s, old.height * s);
+    drawn = true;
+  }
+}
+
+// Switching mode keeps the work: the drawing, or the image given, is read again in the new mode.
 function setMode() {
   const wide = numberMode();
   workspace.classList.toggle("wide", wide);
-  canvas.width = wide ? 1400 : 560;
-  canvas.height = wide ? 420 : 560;
+  resizeCanvas(wide ? (narrowScreen.matches ? 840 : 1400) : 560, wide ? 420 : 560);
   clearTimeout(strokeTimer);
-  clearCanvas();
-  clearResult();
+  if (lastSent && !lastSent.onCanvas) send(lastSent.blob, lastSent.name);
+  else if (drawn) predictCanvas();
+  else clearResult();
 }
 document.querySelectorAll('input[name="mode"]').forEach((input) => input.addEventListener("change", setMode));
 
@@ -111,20 +139,23 @@ function sendFile(file) {
   else showMessage("Choose an image file first.", "uncertain");
 }
 
+// Emptied as the picker opens, so that choosing the same file again is a change too.
+fileInput.addEventListener("click", () => { fileInput.value = ""; });
 fileInput.addEventListener("change", () => sendFile(fileInput.files[0]));
 $("upload-form").addEventListener("submit", (e) => {
   e.preventDefault();
   sendFile(fileInput.files[0]);
 });
-const dropZone = document.querySelector(".input");
-dropZone.addEventListener("dragover", (e) => {
+workspace.addEventListener("dragover", (e) => {
   e.preventDefault();
-  dropZone.classList.add("dragging");
+  workspace.classList.add("dragging");
 });
-dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
-dropZone.addEventListener("drop", (e) => {
+workspace.addEventListener("dragleave", (e) => {
+  if (!workspace.contains(e.relatedTarget)) workspace.classList.remove("dragging");
+});
+workspace.addEventListener("drop", (e) => {
   e.preventDefault();
-  dropZone.classList.remove("dragging");
+  workspace.classList.remove("dragging");
   sendFile(e.dataTransfer.files[0]);
 });
 document.addEventListener("paste", (e) => {
@@ -136,68 +167,115 @@ document.addEventListener("paste", (e) => {
 });
 
 // --- talking to /predict and /predict/number ---
-async function send(blob, name, onCanvas = false, asNumber = numberMode()) {
+async function send(blob, name, onCanvas = false) {
+  const asNumber = numberMode();
   const id = ++latest;
   lastSent = { blob, name, onCanvas };
   const body = new FormData();
   body.append("file", blob, name);
-  output.hidden = false;
   output.setAttribute("aria-busy", "true");
   $("status").textContent = "Reading…";
+  $("status").className = "status";
+  $("placeholder").hidden = true;
   let response, data;
   try {
-    response = await fetch(asNumber ? "/predict/number" : "/predict", { method: "POST", body });
+    response = await fetch(asNumber ? "/predict/number?explain=true" : "/predict?explain=true", { method: "POST", body });
     data = await response.json();
   } catch (err) {
     if (id === latest) showMessage("Could not reach the server. Check your connection and try again.", "error");
     return;
   } finally {
-    output.removeAttribute("aria-busy");
+    if (id === latest) output.removeAttribute("aria-busy");
   }
   if (id !== latest) return;
   if (!response.ok) {
     const detail = typeof data.detail === "string" ? data.detail : "the server could not read this image";
     const noDigit = response.status === 422 && detail.startsWith("no digit");
-    showMessage(capitalize(detail) + ".", noDigit ? "uncertain" : "error");
+    showMessage(sentence(detail), noDigit ? "uncertain" : "error");
     return;
   }
-  if (asNumber) showNumber(data, onCanvas);
-  else showPrediction(data);
+  clearResult();
+  $("placeholder").hidden = true;
+  if (asNumber) showNumber(data, onCanvas ? null : blob);
+  else showPrediction(data, onCanvas ? null : blob);
+  bringIntoView();
 }
 
-function capitalize(s) {
-  return s.charAt(0).toUpperCase() + s.slice(1);
+// The answer's digit in view, as on a phone it may be below the screen's edge.
+function bringIntoView() {
+  const r = $("result-digit").getBoundingClientRect();
+  if (r.top < 0 || r.bottom > window.innerHeight) $("result-digit").scrollIntoView({ block: "nearest" });
+}
+
+function sentence(s) {
+  return s.charAt(0).toUpperCase() + s.slice(1) + (/[.?!]$/.test(s) ? "" : ".");
 }
 
 function showMessage(text, kind) {
   clearResult();
-  output.hidden = false;
+  $("placeholder").hidden = true;
   $("status").textContent = text;
   $("status").className = "status " + kind;
 }
 
-function showPrediction(p) {
-  clearResult();
-  output.hidden = false;
-  $("result-digit").textContent = p.digit;
-  $("confidence").textContent = `${(p.confidence * 100).toFixed(1)}% sure`;
+function status(text) {
+  $("status").textContent = text;
+  $("status").className = "status uncertain";
+}
+
+function runnerUp(probabilities, digit) {
+  return probabilities.reduce((best, q, d) => (d !== digit && (best < 0 || q > probabilities[best]) ? d : best), -1);
+}
+
+// The upload itself, with each digit's box over it when a number was read.
+function showUpload(blob, digits) {
+  if (uploadUrl) URL.revokeObjectURL(uploadUrl);
+  uploadUrl = URL.createObjectURL(blob);
+  const img = $("upload-image");
+  img.alt = digits ? `Your image, with a box around each of the ${digits.length} digits read` : "Your image";
+  img.src = uploadUrl;
+  $("upload-figure").hidden = false;
+  img.classList.remove("tiny");
+  img.decode().then(() => {
+    // A 28×28 upload is shown four times over, its pixels kept sharp.
+    img.classList.toggle("tiny", Math.max(img.naturalWidth, img.naturalHeight) < 112);
+    if (digits) drawBoxes($("upload-boxes"), digits, img.naturalWidth, img.naturalHeight);
+  }, () => {});  // an image the browser can't show: the answer stands without it
+}
+
+function picture(src, alt) {
+  const img = document.createElement("img");
+  img.className = "seen";
+  img.src = "data:image/png;base64," + src;
+  img.alt = alt;
+  return img;
+}
+
+function showPrediction(p, upload) {
+  const several = p.hint && !p.not_a_digit;
+  $("result-digit").textContent = p.not_a_digit ? "?" : several ? "" : p.digit;
+  $("confidence").textContent = several ? "" : `${(p.confidence * 100).toFixed(1)}% sure`;
+  const other = runnerUp(p.probabilities, p.digit);
   if (p.not_a_digit) {
-    $("result-digit").textContent = "?";
-    $("status").textContent = `That doesn't look like a digit. If the model had to choose, it would say ${p.digit}.`;
-    $("status").className = "status uncertain";
-  } else if (p.hint) {
-    $("status").textContent = "This looks like several digits, not one.";
-    $("status").className = "status uncertain";
+    status(`That doesn't look like a digit. If the model had to choose, it would say ${p.digit}.`);
+  } else if (several) {
+    status("This looks like several digits, not one. Read it as a whole number to see them all.");
     $("as-number").hidden = false;
   } else if (p.uncertain) {
-    const runnerUp = p.probabilities.reduce((best, q, d) => (d !== p.digit && (best < 0 || q > p.probabilities[best]) ? d : best), -1);
-    $("status").textContent = `Not sure which digit: ${p.digit} or ${runnerUp}. ${p.digit} is only the best guess.`;
-    $("status").className = "status uncertain";
+    status(`Not sure which digit: ${p.digit} or ${other}. ${p.digit} is only the best guess.`);
   }
-  const seen = $("seen");
-  seen.src = "data:image/png;base64," + p.input_image;
-  seen.alt = `The 28×28 image the model saw, read as ${p.digit}`;
-  seen.hidden = $("seen-caption").hidden = false;
+  if (upload) showUpload(upload, null);
+  if (several) return;  // no single digit to explain, show the chances of, or correct
+  $("seen").src = "data:image/png;base64," + p.input_image;
+  $("seen").alt = `The 28×28 image the model saw, read as ${p.digit}`;
+  $("seen-row").hidden = false;
+  const between = p.uncertain && !p.not_a_digit;
+  $("why-summary").textContent = "Why this digit?";
+  $("why-pictures").replaceChildren(picture(p.explanation, `What pushed the answer towards ${p.digit}, in orange, and away, in blue`));
+  $("why-legend").textContent = between
+    ? `Orange: ink that says ${p.digit} rather than ${other}. Blue: ink that says ${other} rather than ${p.digit}.`
+    : `Orange: ink that ${p.not_a_digit ? "would make" : "made"} it a ${p.digit}. Blue: ink that spoke against it.`;
+  $("why").hidden = false;
   const bars = p.probabilities.map((prob, digit) => {
     const li = document.createElement("li");
     if (digit === p.digit) li.className = "top";
@@ -208,6 +286,7 @@ function showPrediction(p) {
     meter.min = 0;
     meter.max = 1;
     meter.value = prob;
+    meter.setAttribute("aria-label", `${digit}`);
     const value = document.createElement("span");
     value.className = "value";
     value.textContent = `${(prob * 100).toFixed(1)}%`;
@@ -216,61 +295,80 @@ function showPrediction(p) {
   });
   $("probabilities").replaceChildren(...bars);
   predictionId = p.prediction_id;
+  // The model's own answer is no correction, unless it found no digit and only had to choose one.
+  for (const b of $("feedback-buttons").children) {
+    const d = Number(b.dataset.digit);
+    b.disabled = d === p.digit && !p.not_a_digit;
+    b.setAttribute("aria-label", b.disabled ? `${d}, the model's answer` : `The right digit is ${d}`);
+    b.setAttribute("aria-pressed", "false");
+  }
   $("feedback").hidden = false;
 }
 
-function showNumber(n, onCanvas) {
-  clearResult();
-  output.hidden = false;
+function showNumber(n, upload) {
   $("result-digit").textContent = n.number;
   $("confidence").textContent = `${(n.confidence * 100).toFixed(1)}% sure of the whole number`;
   if (n.uncertain) {
-    $("status").textContent = `Not sure about every digit, or about where one ends and the next begins; ${n.number} is the best reading.`;
-    $("status").className = "status uncertain";
+    status(`Not sure about every digit, or about where one ends and the next begins; ${n.number} is the best reading.`);
   }
+  if (upload) showUpload(upload, n.digits);
+  else drawBoxes($("boxes"), n.digits, canvas.width, canvas.height);
   const crops = n.digits.map((d, i) => {
     const li = document.createElement("li");
-    const img = document.createElement("img");
-    img.className = "seen";
-    img.src = "data:image/png;base64," + d.input_image;
-    img.alt = `Digit ${i + 1} as the model saw it, read as ${d.digit}`;
     const digit = document.createElement("span");
     digit.className = "crop-digit";
     digit.textContent = d.digit;
     const value = document.createElement("span");
     value.className = "value";
     value.textContent = `${Math.round(d.confidence * 100)}%`;
-    li.append(img, digit, value);
+    li.append(picture(d.input_image, `Digit ${i + 1} as the model saw it, read as ${d.digit}`), digit, value);
     return li;
   });
   $("crops").replaceChildren(...crops);
   $("crops").hidden = false;
-  if (onCanvas) drawBoxes(n.digits);
+  $("why-summary").textContent = "Why these digits?";
+  const why = n.digits.map((d, i) => {
+    const li = document.createElement("li");
+    const digit = document.createElement("span");
+    digit.className = "crop-digit";
+    digit.textContent = d.digit;
+    li.append(picture(d.explanation, `Digit ${i + 1}: what pushed it towards ${d.digit}, in orange, and away, in blue`), digit);
+    return li;
+  });
+  const list = document.createElement("ol");
+  list.className = "crops";
+  list.replaceChildren(...why);
+  $("why-pictures").replaceChildren(list);
+  $("why-legend").textContent = "Orange: ink that made each digit what it was read as. Blue: ink that spoke against it.";
+  $("why").hidden = false;
   predictionId = n.prediction_id;
   $("right-number").value = n.number;
   $("number-feedback").hidden = false;
 }
 
-// Each digit's box, given in the drawing's pixels, over the canvas as it is shown.
-function drawBoxes(digits) {
-  const scale = canvas.clientWidth / canvas.width;
+// Each digit's box, in the image's own pixels, over it as it is shown: in shares of its size, so that the
+// boxes stay put when the page is resized.
+function drawBoxes(layer, digits, width, height) {
   const boxes = digits.map((d) => {
     const [x, y, w, h] = d.box;
     const div = document.createElement("div");
-    div.style.left = `${canvas.clientLeft + x * scale}px`;
-    div.style.top = `${canvas.clientTop + y * scale}px`;
-    div.style.width = `${w * scale}px`;
-    div.style.height = `${h * scale}px`;
+    div.style.left = `${(100 * x) / width}%`;
+    div.style.top = `${(100 * y) / height}%`;
+    div.style.width = `${(100 * w) / width}%`;
+    div.style.height = `${(100 * h) / height}%`;
     const label = document.createElement("span");
     label.textContent = d.digit;
     div.append(label);
     return div;
   });
-  $("boxes").replaceChildren(...boxes);
+  layer.replaceChildren(...boxes);
 }
 
+// "Read it as a whole number": the mode changes, and with it the radio and the canvas.
 $("as-number").addEventListener("click", () => {
-  if (lastSent) send(lastSent.blob, lastSent.name, lastSent.onCanvas, true);
+  $("as-number").hidden = true;
+  document.querySelector('input[name="mode"][value="number"]').checked = true;
+  setMode();
 });
 
 // --- "Wrong? The right digit is:" ---
@@ -280,14 +378,23 @@ for (let d = 0; d < 10; d++) {
   b.className = "secondary";
   b.textContent = d;
   b.dataset.testid = `correct-${d}`;
-  b.setAttribute("aria-label", `The right digit is ${d}`);
-  b.addEventListener("click", () => sendCorrection(d));
+  b.dataset.digit = d;
+  b.addEventListener("click", () => {
+    for (const other of $("feedback-buttons").children) other.setAttribute("aria-pressed", String(other === b));
+    sendCorrection(d);
+  });
   $("feedback-buttons").append(b);
 }
 
 $("number-feedback").addEventListener("submit", (e) => {
   e.preventDefault();
-  sendCorrection($("right-number").value, $("number-feedback-status"));
+  const label = $("right-number").value;
+  if (label === $("result-digit").textContent) {
+    $("number-feedback-status").className = "status thanks";
+    $("number-feedback-status").textContent = "That is what the model read: nothing to correct.";
+    return;
+  }
+  sendCorrection(label, $("number-feedback-status"));
 });
 
 async function sendCorrection(label, status = $("feedback-status")) {
@@ -306,7 +413,7 @@ async function sendCorrection(label, status = $("feedback-status")) {
     status.textContent = `Thank you! Recorded as ${label}.`;
   } catch (err) {
     status.className = "status error";
-    status.textContent = `Not recorded: ${err.message}.`;
+    status.textContent = sentence(`not recorded: ${err.message}`);
   }
 }
 
@@ -315,11 +422,15 @@ $("clear").addEventListener("click", () => {
   clearTimeout(strokeTimer);
   clearCanvas();
   clearResult();
+  lastSent = null;
   fileInput.value = "";
 });
 
 clearCanvas();
-$("draw").hidden = false;
+clearResult();
+canvas.style.aspectRatio = `${canvas.width} / ${canvas.height}`;
+workspace.classList.add("js");
+$("draw").hidden = output.hidden = $("drop-hint").hidden = false;
 // With the canvas there, the file is optional; the form still posts when JavaScript is off.
 fileInput.required = false;
 $("submit").textContent = "Recognize this file";

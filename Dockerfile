@@ -18,7 +18,7 @@ COPY requirements-serve.txt .
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 \
  && pip install -r requirements-serve.txt
 
-COPY main.py batcher.py edge.py formats.py model.py predict.py preprocess.py segment.py feedback.py observability.py serve.py ./
+COPY main.py batcher.py edge.py explain.py formats.py model.py predict.py preprocess.py segment.py feedback.py observability.py serve.py ./
 COPY templates/ templates/
 COPY static/ static/
 COPY weights/ weights/

@@ -550,9 +550,22 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     if errors and errors[0]["type"] == "json_invalid":
         why = errors[0].get("ctx", {}).get("error", "")
         return JSONResponse({"detail": f"the body is not valid JSON ({why}); see /docs for what to send"}, 400)
-    # The field alone: pydantic names a union's members after it ("label.constrained-int").
-    problems = [f"{e['loc'][1] if len(e['loc']) > 1 else 'the body'}: {e['msg']}" for e in errors[:3]]
-    return JSONResponse({"detail": "; ".join(problems)[:500] + "; see /docs for what to send"}, status_code=422)
+    problems: dict[str, str] = {}  # one per field: pydantic reports a union's members apart
+    for e in errors:
+        field = str(e["loc"][1]) if len(e["loc"]) > 1 else "the body"
+        if e["type"] == "missing":
+            problems.setdefault(field, f"{field} is missing")
+        else:
+            problems.setdefault(
+                field, f"{field} must be {EXPECTED[field]}" if field in EXPECTED else f"{field}: {e['msg']}"
+            )
+    return JSONResponse({"detail": "; ".join(problems.values())[:500] + "; see /docs for what to send"}, 422)
+
+
+# What a field must be, said whole where pydantic's messages would name one member of its union at a time.
+EXPECTED = {
+    "label": 'the right digit, 0 to 9, or for a whole number the right number as a string of digits, such as "2026"'
+}
 
 
 def openapi() -> dict[str, Any]:

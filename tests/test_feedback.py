@@ -111,10 +111,10 @@ def test_correction_round_trip_through_the_page(fresh_client, db_url, seven_png)
         ({"prediction_id": "0" * 32, "label": 3}, 400, "not issued by this service"),
         ({"prediction_id": "x" * 66_000, "label": 3}, 422, "at most 65536 characters"),
         ({"prediction_id": "x" * 70_000, "label": 3}, 413, "send only the prediction_id"),
-        ({"prediction_id": "x", "label": 10}, 422, "less than or equal to 9"),
-        ({"prediction_id": "x", "label": -1}, 422, "greater than or equal to 0"),
-        ({"prediction_id": "x", "label": "seven"}, 422, "valid integer"),
-        ({"label": 3}, 422, "Field required"),
+        ({"prediction_id": "x", "label": 10}, 422, "the right digit, 0 to 9"),
+        ({"prediction_id": "x", "label": -1}, 422, "the right digit, 0 to 9"),
+        ({"prediction_id": "x", "label": "seven"}, 422, "as a string of digits"),
+        ({"label": 3}, 422, "prediction_id is missing"),
     ],
 )
 def test_bad_corrections_are_4xx(fresh_client, db_url, body, status, hint):

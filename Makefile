@@ -2,6 +2,8 @@
 # make test  - set everything up, lint, and run the whole suite
 # make lint  - ruff check, ruff format --check and mypy, as configured in pyproject.toml
 # make mutate - mutation testing of the request path (docs/mutants.md); not part of make test
+# make image - build the container image with podman, on a Debian base made here (no registry needed)
+# make image-test - build it and run the container tests (tests/test_container.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
-.PHONY: run test lint claims train bench soak mutate data debs clean
+.PHONY: run test lint claims train bench soak mutate data debs clean image image-test container-debs
 
 run: $(STAMP)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
@@ -84,6 +86,36 @@ $(MNIST): | $(STAMP)
 debs:
 	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); }
+
+# --- the container, built and run here with podman ---
+# No registry answers from this project's machines, so the base is Debian bookworm made by mmdebstrap from
+# Debian's mirror, with a venv in /usr/local (python and pip on PATH, as in python:3.11-slim), and torch is
+# the CPU-only wheel on local disk. The Dockerfile's defaults (python:3.11-slim, PyTorch's CPU index) are
+# for everyone else. deploy/podman/containers.conf holds the two settings podman needs here.
+IMAGE ?= localhost/digits:latest
+BASE_IMAGE ?= localhost/digits-base:bookworm
+TORCH_WHEEL ?= /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+CONTAINER_DEBS := podman buildah runc slirp4netns uidmap mmdebstrap
+export CONTAINERS_CONF := $(CURDIR)/deploy/podman/containers.conf
+# pip in the build reaches the index the host's pip does: the host's network, CA bundle and pip settings.
+BUILD_MOUNTS := -v /etc/ssl/certs:/etc/ssl/certs:ro $(foreach f,/etc/pip.conf /etc/xdg/pip,$(if $(wildcard $(f)),-v $(f):$(f):ro)) \
+	-v $(dir $(TORCH_WHEEL)):$(dir $(TORCH_WHEEL)):ro
+
+container-debs:
+	@dpkg -s $(CONTAINER_DEBS) >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CONTAINER_DEBS); }
+
+image: container-debs
+	podman image exists $(BASE_IMAGE) || { mkdir -p out && \
+	  mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+	    --customize-hook='chroot "$$1" python3 -m venv /usr/local' \
+	    bookworm out/base.tar "deb http://deb.debian.org/debian bookworm main" && \
+	  podman import out/base.tar $(BASE_IMAGE) && rm out/base.tar; }
+	podman build --format docker --network=host $(BUILD_MOUNTS) \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH=$(TORCH_WHEEL) --build-arg TORCH_INDEX= -t $(IMAGE) .
+
+image-test: $(STAMP) $(MNIST) image
+	$(BIN)/python -m pytest -q tests/test_container.py
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) data/MNIST

@@ -15,12 +15,12 @@ PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
-.PHONY: run test lint claims train bench soak mutate data debs clean image image-test container-debs
+.PHONY: run test lint claims train bench soak mutate data debs clean image compose-images image-test container-debs
 
 run: $(STAMP)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
-test: lint $(MNIST) debs
+test: lint $(MNIST) debs compose-images
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -114,7 +114,13 @@ image: container-debs
 	podman build --format docker --network=host $(BUILD_MOUNTS) \
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH=$(TORCH_WHEEL) --build-arg TORCH_INDEX= -t $(IMAGE) .
 
-image-test: $(STAMP) $(MNIST) image
+# Stand-ins for the nginx and postgres images that deploy/compose.yaml names, from the same Debian base.
+compose-images: image
+	for s in nginx postgres; do \
+	  podman build --format docker --network=host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    -f deploy/podman/$$s.Containerfile -t localhost/digits-$$s:latest deploy/podman || exit 1; done
+
+image-test: $(STAMP) $(MNIST) compose-images
 	$(BIN)/python -m pytest -q tests/test_container.py
 
 clean:

@@ -292,10 +292,16 @@ def b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
+def explanations(state: State, predictions: list[Prediction], explained: bool) -> list[str | None]:
+    """Each prediction's explanation as base64, all in one pass of the model; None each when not asked for."""
+    if not explained:
+        return [None] * len(predictions)
+    return [b64(e.png) for e in explain(state.predictor.model, predictions)]
+
+
 def to_outs(state: State, predictions: list[Prediction], explained: bool) -> list[PredictionOut]:
-    """to_out() for each, with an explanation each if asked for, all in one pass of the model."""
-    pictures = [b64(e.png) for e in explain(state.predictor.model, predictions)] if explained else None
-    return [to_out(state, p, pictures[i] if pictures else None) for i, p in enumerate(predictions)]
+    pictures = explanations(state, predictions, explained)
+    return [to_out(state, p, picture) for p, picture in zip(predictions, pictures, strict=True)]
 
 
 def to_out(state: State, p: Prediction, explanation: str | None = None) -> PredictionOut:
@@ -310,7 +316,7 @@ def to_out(state: State, p: Prediction, explanation: str | None = None) -> Predi
     return PredictionOut(
         hint=p.hint,
         digit=p.digit,
-        confidence=p.confidence,
+        confidence=round(p.confidence, 6),  # as the probabilities are (Predictor.classify); the rest keeps all
         probabilities=p.probabilities,
         uncertain=p.uncertain,
         not_a_digit=p.not_a_digit,
@@ -649,13 +655,12 @@ def number_out(request: Request, upload: Upload, explained: bool = False) -> Num
         reading = read_number(request.app.state.predictor, upload.data, request.app.state.settings.max_number_digits)
     except ImageError as e:
         raise http_error(e) from e
-    predictions = [d.prediction for d in reading.digits]
-    pictures = [b64(e.png) for e in explain(request.app.state.predictor.model, predictions)] if explained else None
+    pictures = explanations(request.app.state, [d.prediction for d in reading.digits], explained)
     digits = [
-        NumberDigitOut(digit=d.prediction.digit, confidence=d.prediction.confidence,
+        NumberDigitOut(digit=d.prediction.digit, confidence=round(d.prediction.confidence, 6),
                        probabilities=d.prediction.probabilities, uncertain=d.prediction.uncertain, box=list(d.box),
-                       input_image=b64(to_png(d.prediction.image)), explanation=pictures[i] if pictures else None)
-        for i, d in enumerate(reading.digits)
+                       input_image=b64(to_png(d.prediction.image)), explanation=picture)
+        for d, picture in zip(reading.digits, pictures, strict=True)
     ]  # fmt: skip
     # The digits' inputs side by side, one image for the correction to keep with the number.
     crops = to_png(np.hstack([d.prediction.image for d in reading.digits]))
@@ -718,9 +723,9 @@ class Unchanged(Exception):
     """The page's form sent back the model's own answer: nothing to correct."""
 
 
-def record_feedback(request: Request, correction: FeedbackIn, unchanged: bool = True) -> FeedbackOut:
-    """Stores the correction; with unchanged False, raises Unchanged for the model's own answer instead. (The API
-    keeps such a confirmation: it says that a doubtful answer was right.)"""
+def record_feedback(request: Request, correction: FeedbackIn, confirmations: bool = True) -> FeedbackOut:
+    """Stores the correction. The model's own answer sent back is stored too, as the API takes it (it says that a
+    doubtful answer was right); with confirmations False, as the page's form takes it, it raises Unchanged."""
     try:
         seen = request.app.state.ids.read(correction.prediction_id)
     except ExpiredPredictionId as e:
@@ -745,7 +750,7 @@ def record_feedback(request: Request, correction: FeedbackIn, unchanged: bool = 
         if len(label) != 1:
             raise HTTPException(422, detail="this prediction is of one digit: send the right digit, 0 to 9")
         label = int(label)
-    if not unchanged and label == seen.predicted:
+    if not confirmations and label == seen.predicted:
         raise Unchanged()
     state = request.app.state
     # request.client is the address uvicorn trusts: a proxy's X-Forwarded-For only from --forwarded-allow-ips.
@@ -808,7 +813,7 @@ def feedback_form(
 ) -> HTMLResponse:
     """The correction from the result page's plain form."""
     try:
-        saved = record_feedback(request, FeedbackIn(prediction_id=prediction_id, label=label), unchanged=False)
+        saved = record_feedback(request, FeedbackIn(prediction_id=prediction_id, label=label), confirmations=False)
     except HTTPException as e:
         return templates.TemplateResponse(request, "upload.html", {"error": e.detail}, status_code=e.status_code)
     except Unchanged:

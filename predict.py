@@ -207,8 +207,8 @@ class Predictor:
             uncertain = top < self.uncertain_below
             not_a_digit = uncertain and top + second < NOT_A_DIGIT_TOP_TWO
             digit = row.index(top)
-            rounded = [round(p, 6) for p in row]  # float32's precision, and no more digits than that
-            predictions.append(Prediction(digit, rounded[digit], rounded, uncertain, image, not_a_digit=not_a_digit))
+            rounded = [round(p, 6) for p in row]
+            predictions.append(Prediction(digit, top, rounded, uncertain, image, not_a_digit=not_a_digit))
         return predictions
 
     def predict(self, data: bytes) -> Prediction:

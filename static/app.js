@@ -201,10 +201,10 @@ async function send(blob, name, onCanvas = false) {
   bringIntoView();
 }
 
-// The answer's digit in view, as on a phone it may be below the screen's edge.
+// The answer (its digit, or what went wrong) in view: after an upload on a phone it is above the file picker.
 function bringIntoView() {
-  const r = $("result-digit").getBoundingClientRect();
-  if (r.top < 0 || r.bottom > window.innerHeight) $("result-digit").scrollIntoView({ block: "nearest" });
+  const r = $("answer").getBoundingClientRect();
+  if (r.top < 0 || r.bottom > window.innerHeight) $("answer").scrollIntoView({ block: "nearest" });
 }
 
 function sentence(s) {
@@ -216,6 +216,7 @@ function showMessage(text, kind) {
   $("placeholder").hidden = true;
   $("status").textContent = text;
   $("status").className = "status " + kind;
+  bringIntoView();
 }
 
 function status(text) {
@@ -254,7 +255,8 @@ function picture(src, alt) {
 function showPrediction(p, upload) {
   const several = p.hint && !p.not_a_digit;
   $("result-digit").textContent = p.not_a_digit ? "?" : several ? "" : p.digit;
-  $("confidence").textContent = several ? "" : `${(p.confidence * 100).toFixed(1)}% sure`;
+  // "?" for no digit, with no confidence beside it: the guess it would be sure of isn't there.
+  $("confidence").textContent = several || p.not_a_digit ? "" : `${(p.confidence * 100).toFixed(1)}% sure`;
   const other = runnerUp(p.probabilities, p.digit);
   if (p.not_a_digit) {
     status(`That doesn't look like a digit. If the model had to choose, it would say ${p.digit}.`);

@@ -173,6 +173,7 @@ def test_an_upload_of_no_digit_says_so(page, clothes_pngs):
     page.set_input_files("#file", files=[{"name": "boot.png", "mimeType": "image/png", "buffer": boot}])
     expect(page.get_by_test_id("status")).to_contain_text("doesn't look like a digit", timeout=10_000)
     expect(page.get_by_test_id("result-digit")).to_have_text("?")
+    expect(page.locator("#confidence")).to_have_text("")  # no "10% sure" beside a "?"
     expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
     page.screenshot(path=SCREENSHOTS / "not-a-digit.png", full_page=True)
 

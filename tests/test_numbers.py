@@ -289,9 +289,9 @@ def test_labels_must_fit_the_prediction(fresh_client, three_digits, seven_png):
     digit = client.post("/predict", content=seven_png, headers={"Content-Type": "image/png"}).json()
     cases = [
         (number, 5, "whole number"),
-        (number, "12a", "should match pattern"),
+        (number, "12a", "as a string of digits"),
         (digit, "12", "one digit"),
-        (digit, 12, "less than or equal to 9"),
+        (digit, 12, "the right digit, 0 to 9"),
     ]
     for answer, label, hint in cases:
         r = client.post("/feedback", json={"prediction_id": answer["prediction_id"], "label": label})

@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 test: lint $(MNIST) debs compose-images
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15  # the slowest, so that CI shows where its time goes
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -312,11 +312,14 @@ def to_out(state: State, p: Prediction, explanation: str | None = None) -> Predi
     if p.not_a_digit:
         NOT_DIGITS.inc()
     png = to_png(p.image)
-    prediction_id = state.ids.issue(png, p.digit, p.confidence, state.predictor.sha256)
+    # Rounded as the probabilities are (Predictor.classify), here only: measurements keep every digit. A
+    # correction stores the confidence that was shown.
+    confidence = round(p.confidence, 6)
+    prediction_id = state.ids.issue(png, p.digit, confidence, state.predictor.sha256)
     return PredictionOut(
         hint=p.hint,
         digit=p.digit,
-        confidence=round(p.confidence, 6),  # as the probabilities are (Predictor.classify); the rest keeps all
+        confidence=confidence,
         probabilities=p.probabilities,
         uncertain=p.uncertain,
         not_a_digit=p.not_a_digit,
@@ -664,11 +667,10 @@ def number_out(request: Request, upload: Upload, explained: bool = False) -> Num
     ]  # fmt: skip
     # The digits' inputs side by side, one image for the correction to keep with the number.
     crops = to_png(np.hstack([d.prediction.image for d in reading.digits]))
-    prediction_id = request.app.state.ids.issue(
-        crops, reading.number, reading.confidence, request.app.state.predictor.sha256
-    )
+    confidence = round(reading.confidence, 6)
+    prediction_id = request.app.state.ids.issue(crops, reading.number, confidence, request.app.state.predictor.sha256)
     return NumberOut(number=reading.number, prediction_id=prediction_id, digits=digits,
-                     confidence=round(reading.confidence, 6), uncertain=reading.uncertain)  # fmt: skip
+                     confidence=confidence, uncertain=reading.uncertain)  # fmt: skip
 
 
 @app.post("/predict/batch", responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})

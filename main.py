@@ -293,7 +293,7 @@ def b64(png: bytes) -> str:
 
 
 def explanations(state: State, predictions: list[Prediction], explained: bool) -> list[str | None]:
-    """Each prediction's explanation as base64, all in one pass of the model; None each when not asked for."""
+    """Each prediction's explanation as base64 (explain.py); None each when not asked for."""
     if not explained:
         return [None] * len(predictions)
     return [b64(e.png) for e in explain(state.predictor.model, predictions)]

@@ -112,3 +112,13 @@ def test_a_batch_explains_each_good_file(client, seven_png):
     answers = client.post("/predict/batch?explain=true", files=files).json()["predictions"]
     assert warm(rgb(answers[0]["explanation"])).any()
     assert "error" in answers[1]
+
+
+def test_a_large_batch_is_explained_a_chunk_at_a_time_with_the_same_pictures(predictor, mnist_test):
+    images, _ = mnist_test
+    predictions = predictor.classify(images[: explain.CHUNK * 2 + 3].astype(np.float32) / 255)
+    together = explain.explain(predictor.model, predictions)
+    alone = [explain.explain(predictor.model, [p])[0] for p in predictions]
+    for a, b in zip(together, alone, strict=True):
+        pixels = [np.asarray(Image.open(io.BytesIO(e.png))).astype(int) for e in (a, b)]
+        assert np.abs(pixels[0] - pixels[1]).max() <= 1  # a pass's batch size may move a float's last bit

@@ -28,7 +28,9 @@ RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH" \
  && pip install -r /tmp/rest.txt \
  && rm /tmp/rest.txt
 
-COPY main.py batcher.py edge.py explain.py formats.py model.py predict.py preprocess.py segment.py feedback.py observability.py serve.py ./
+# The root's scripts and the package, whole: .dockerignore keeps out what the service doesn't run.
+COPY *.py ./
+COPY digits/ digits/
 COPY templates/ templates/
 COPY static/ static/
 COPY weights/ weights/

@@ -1,9 +1,10 @@
 # make run   - serve the shipped model at http://localhost:8000/upload, one worker per core (WORKERS=N to choose)
-# make test  - set everything up, lint, and run the whole suite
+# make test  - set everything up, lint, and run the whole suite, with a short mutation run
+# make check - lint, and the unit and in-process API tests: the loop while working (under 2 minutes)
 # make lint  - ruff check, ruff format --check and mypy, as configured in pyproject.toml
-# make mutate - mutation testing of the request path (docs/mutants.md); not part of make test
+# make mutate - mutation testing of the request path (docs/mutants.md); make test runs a few of its functions
 # make image - build the container image with podman, on a Debian base made here (no registry needed)
-# make image-test - build it and run the container tests (tests/test_container.py)
+# make image-test - build it and run the container tests (tests/system/test_container.py)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,13 +16,18 @@ PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
 
-.PHONY: run test lint claims train bench soak mutate data debs clean image compose-images image-test container-debs
+.PHONY: run test check lint claims mutate-smoke mutation train bench soak mutate data debs clean image compose-images image-test container-debs
 
 run: $(STAMP)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 test: lint $(MNIST) debs compose-images
 	$(BIN)/python -m pytest -q --durations=15  # the slowest, so that CI shows where its time goes
+	$(MAKE) mutate-smoke
+
+# Tests that start no process and measure no accuracy (tests/unit, tests/api).
+check: lint $(MNIST)
+	$(BIN)/python -m pytest -q -m "unit or api"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -46,26 +52,37 @@ soak: $(STAMP) $(MNIST) debs
 
 # The request path, as mutmut names its functions: upload parsing and limits, micro-batching, the body
 # limit, prediction ids and the store of corrections, decoding and its bounds, and reading a number.
-# mutmut changes one thing at a time in these, and runs only the fast tests that reach the function
-# changed ([tool.mutmut] in pyproject.toml). Nothing else is mutated, so that the run fits in 20 minutes
+# mutmut changes one thing at a time in these, and runs only the unit and in-process API tests that reach the
+# function changed ([tool.mutmut] in pyproject.toml). Nothing else is mutated, so that the run fits in 20 minutes
 # on 2 cores (19 measured); every survivor is accounted for in docs/mutants.md.
-MUTATE := main.x_read_body* main.x_multipart_form* main.x_files_in* main.x_content_type* \
-	main.x_image_upload* main.x_batch_upload* main.x_answers* main.x_unless_gone* main.x_disconnected* \
-	main.x_in_thread* batcher.* edge.*BodyLimit*__call__* edge.x__too_large* \
-	feedback.*PredictionIds*issue* feedback.*PredictionIds*read* feedback.*FeedbackStore*record* \
-	feedback.x_client_key* formats.x__png* \
-	predict.*Predictor*prepare_within* predict.*Predictor*finish* segment.x_read_number*
+MUTATE := digits.service.uploads.x_read_body* digits.service.uploads.x_multipart_form* \
+	digits.service.uploads.x_files_in* digits.service.uploads.x_content_type* \
+	digits.service.uploads.x_image_upload* digits.service.uploads.x_batch_upload* \
+	digits.service.answers.*Answers*micro_batch* digits.service.disconnects.* digits.service.batcher.* \
+	digits.service.edge.*BodyLimit*__call__* digits.service.edge.x__too_large* \
+	digits.feedback.ids.*PredictionIds*issue* digits.feedback.ids.*PredictionIds*read* \
+	digits.feedback.store.*FeedbackStore*record* digits.feedback.ids.x_client_key* digits.imaging.formats.x__png* \
+	digits.inference.predictor.*Predictor*prepare_within* digits.inference.predictor.*Predictor*finish* \
+	digits.inference.segment.x_read_number*
+# make test's smoke run: two small functions of the list, so that a broken setup can't go unseen (a minute or two).
+MUTATE_SMOKE := digits.feedback.ids.x_client_key* digits.imaging.formats.x__png*
 
 # One thread per test run: mutmut runs one per core at once. mutmut is installed here, not from
-# requirements.txt: make test has no use for it.
+# requirements.txt: only these targets use it.
 mutate: $(STAMP) $(MNIST) debs
+	$(MAKE) mutation MUTANTS="$(MUTATE)"
+
+mutate-smoke: $(STAMP) $(MNIST)
+	$(MAKE) mutation MUTANTS="$(MUTATE_SMOKE)"
+
+mutation:
 	$(BIN)/pip install --disable-pip-version-check -q mutmut==3.8.1
 	rm -rf mutants && mkdir -p out
-	set -f; OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTATE) > out/mutate.log 2>&1 || { tail -50 out/mutate.log; exit 1; }
+	set -f; OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS) > out/mutate.log 2>&1 || { tail -50 out/mutate.log; exit 1; }
 	@echo "Not killed (docs/mutants.md says why):"
 	@$(BIN)/mutmut results | grep -v ": not checked$$" || true
 	@$(BIN)/mutmut results --all true | awk -F': ' '$$2 != "not checked" { n++ } $$2 == "killed" { k++ } \
-	  END { printf "mutation: %d of %d mutants killed (%.1f%%)\n", k, n, 100 * k / n }'
+	  END { printf "mutation: %d of %d mutants killed (%.1f%%)\n", k, n, 100 * k / n; if (n == 0) exit 1 }'
 
 train: $(STAMP)
 	$(BIN)/python train.py
@@ -78,7 +95,7 @@ $(STAMP): requirements.txt requirements-serve.txt
 	touch $@
 
 $(MNIST): | $(STAMP)
-	$(BIN)/python dataset.py
+	$(BIN)/python -m digits.training.dataset
 
 # Debian packages the tests use: Chromium for the browser tests (Playwright's own download can't be
 # reached from here), Fashion-MNIST and fonts for the not-a-digit measurements, wrk for bench/, and
@@ -88,9 +105,9 @@ debs:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS); }
 
 # --- the container, built and run here with podman ---
-# No registry answers from this project's machines, so the base is Debian bookworm made by mmdebstrap from
-# Debian's mirror, with a venv in /usr/local (python and pip on PATH, as in python:3.11-slim), and torch is
-# the CPU-only wheel on local disk. The Dockerfile's defaults (python:3.11-slim, PyTorch's CPU index) are
+# Without a container registry, the base is Debian bookworm made by mmdebstrap from Debian's mirror, with a
+# venv in /usr/local (python and pip on PATH, as in python:3.11-slim), and torch is the CPU-only wheel on
+# local disk. The Dockerfile's defaults (python:3.11-slim, PyTorch's CPU index) are
 # for everyone else. deploy/podman/containers.conf holds the two settings podman needs here.
 IMAGE ?= localhost/digits:latest
 BASE_IMAGE ?= localhost/digits-base:bookworm
@@ -121,7 +138,7 @@ compose-images: image
 	    -f deploy/podman/$$s.Containerfile -t localhost/digits-$$s:latest deploy/podman || exit 1; done
 
 image-test: $(STAMP) $(MNIST) compose-images
-	$(BIN)/python -m pytest -q tests/test_container.py
+	$(BIN)/python -m pytest -q tests/system/test_container.py
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) data/MNIST
+	rm -rf $(VENV) $(PEERS_VENV) data/MNIST out mutants reports/latest

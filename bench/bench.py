@@ -35,7 +35,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
-import dataset
 from common import (
     cpu_seconds,
     digit_png,
@@ -48,8 +47,10 @@ from common import (
     wait_healthy,
     wrk,
 )
-from predict import CHUNK, Predictor, read_files
-from report import phone_photo
+from digits.inference.predictor import Predictor
+from digits.training import dataset
+from digits.training.report import phone_photo
+from predict import CHUNK, read_files
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REFERENCE = "bench.reference_app:app"
@@ -251,11 +252,14 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartParser
 
-    from feedback import PredictionIds
-    from main import PredictionOut
-    from observability import IN_PROGRESS, LATENCY, PREDICTIONS, REQUESTS
-    from predict import to_png
-    from preprocess import decode, fit_and_centre, ink_map, several_digits
+    from digits.feedback.ids import PredictionIds
+    from digits.imaging.decode import decode
+    from digits.imaging.fit import fit_and_centre
+    from digits.imaging.groups import several_digits
+    from digits.imaging.ink import ink_map
+    from digits.imaging.png import to_png
+    from digits.service.observability import IN_PROGRESS, LATENCY, PREDICTIONS, REQUESTS
+    from digits.service.schemas import PredictionOut
 
     torch.set_num_threads(1)
     predictor = Predictor()
@@ -637,14 +641,16 @@ def training(repeats: int) -> list[str]:
     import torch.nn.functional as F
     from torch.optim.swa_utils import AveragedModel
 
-    import dataset
-    import train
+    from digits.imaging.fit import normalize
+    from digits.training import dataset
+    from digits.training.loop import ema_update, train_one_epoch
+    from digits.training.recipe import preset
+    from digits.training.splits import to_float
     from model import MLP
-    from preprocess import normalize
 
-    args = train.parse_args(["--fast", "--quiet"])  # the default augmentation, without the teacher
+    args = preset("fast")  # the default augmentation, without the teacher
     images, labels = dataset.load(train=True)
-    x, y = train.to_float(images[:55_000], torch.device("cpu")), labels[:55_000]
+    x, y = to_float(images[:55_000], torch.device("cpu")), labels[:55_000]
     g = torch.Generator().manual_seed(0)
     rows = []
     before = torch.get_num_threads()
@@ -653,11 +659,11 @@ def training(repeats: int) -> list[str]:
         full, bare = [], []
         for _ in range(repeats):
             model = MLP(dropout=0.1)
-            ema = AveragedModel(model, multi_avg_fn=train.ema_update(args.ema_decay))
+            ema = AveragedModel(model, multi_avg_fn=ema_update(args.ema_decay))
             opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=10_000)
             start = time.perf_counter()
-            train.train(model, ema, opt, sched, x, y, args, g, None, "bench")
+            train_one_epoch(model, ema, opt, sched, x, y, args, g, None, "bench", quiet=True)
             full.append(len(x) / (time.perf_counter() - start))
 
             model = MLP(dropout=0.1)

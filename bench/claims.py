@@ -14,6 +14,7 @@ the command and the commit that produced them.
 """
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -30,10 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
-import report
-import train
-from calibration import fit_temperature, test_figures
-from predict import Predictor
+from digits.inference.predictor import Predictor
+from digits.training import report
+from digits.training.calibration import fit_temperature, test_figures
+from digits.training.finish import threshold
+from digits.training.loop import logits
+from digits.training.recipe import Recipe
+from digits.training.splits import load_splits
 
 README = ROOT / "README.md"
 Metadata = dict[str, str]
@@ -179,25 +183,19 @@ def measure_shipped() -> dict[str, float]:
     """The shipped weights' figures, computed by the functions that training records them with."""
     predictor = Predictor()
     meta = predictor.metadata
-    recipe = json.loads(meta["recipe"])
+    recipe = Recipe.from_json(meta["recipe"])
     # No redrawn training digits (pens=0): only validation and test are measured.
-    args = argparse.Namespace(
-        seed=recipe["seed"], val_size=recipe["val_size"], subset=0, real_val=recipe["real_val"], pens=0
-    )
-    data = train.load_data(args, torch.device("cpu"))
-    val_logits, test_logits = (
-        train.logits(predictor.model, data["val_x"]),
-        train.logits(predictor.model, data["test_x"]),
-    )
-    temperature = fit_temperature(val_logits, data["val_y"])
+    data = load_splits(dataclasses.replace(recipe, pens=0, subset=0), torch.device("cpu"))
+    val_logits, test_logits = logits(predictor.model, data.val_x), logits(predictor.model, data.test_x)
+    temperature = fit_temperature(val_logits, data.val_y)
     out: dict[str, float] = {
-        "val_accuracy": float((val_logits.argmax(1) == data["val_y"]).float().mean()),
+        "val_accuracy": float((val_logits.argmax(1) == data.val_y).float().mean()),
         "temperature": temperature,
-        "uncertain_below": train.threshold(predictor.model, data, val_logits, temperature),
-        **test_figures(test_logits, data["test_y"], temperature, float(meta["uncertain_below"])),
+        "uncertain_below": threshold(predictor.model, data, val_logits, temperature),
+        **test_figures(test_logits, data.test_y, temperature, float(meta["uncertain_below"])),
     }
-    images = (data["test_x"][:, 0].numpy() * 255).round().astype("uint8")
-    served, _ = report.served_figures(predictor, images, data["test_y"].numpy(), recipe["seed"], 2000)
+    images = (data.test_x[:, 0].numpy() * 255).round().astype("uint8")
+    served, _ = report.served_figures(predictor, images, data.test_y.numpy(), recipe.seed, 2000)
     out |= {f"uploaded_accuracy.{style}": acc for style, acc in served["uploaded_accuracy"].items()}
     for name, row in served["rejection"].items():
         out |= {f"rejection.{name}.{k}": float(v) for k, v in row.items() if v is not None}
@@ -288,7 +286,7 @@ def main() -> None:
     for figure in stale:
         print(f"not in its results file: {figure}")
     ok &= not stale
-    print("every figure agrees" if ok else "some figures disagree: fix the README, or `python train.py --remeasure`")
+    print("every figure agrees" if ok else "some figures disagree: fix the README, or `python train.py remeasure`")
     sys.exit(0 if ok else 1)
 
 

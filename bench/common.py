@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WRK_LUA = Path(__file__).resolve().parent / "wrk.lua"
 sys.path.insert(0, str(ROOT))
 
-from feedback import PredictionIds
-from predict import Prediction, Predictor, to_png
-from preprocess import ImageError
+from digits.feedback.ids import PredictionIds
+from digits.imaging.errors import ImageError
+from digits.imaging.png import to_png
+from digits.inference.predictor import Prediction, Predictor
 
 
 def ensure_wrk() -> str:
@@ -203,7 +204,7 @@ def tree_rss_mb(pid: int) -> float:
 
 def digit_png(path: Path, size: int = 28) -> Path:
     """The first MNIST test digit (a 7) as a PNG, size×size, dark on light when enlarged like a scan."""
-    import dataset
+    from digits.training import dataset
 
     images, _ = dataset.load(train=False)
     seven = images[0].numpy()

@@ -24,11 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import dataset
-import explain
-import redraw
-from predict import DEFAULT_WEIGHTS, Predictor
-from preprocess import normalize
+from digits.imaging.fit import normalize
+from digits.inference import explain
+from digits.inference.predictor import Predictor
+from digits.inference.weights import DEFAULT_WEIGHTS
+from digits.training import dataset, redraw
 
 Method = Callable[[Predictor, np.ndarray, int], np.ndarray]
 STEPS = 20  # points on the deletion curve

@@ -34,12 +34,14 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import formats
 from common import machine, serve, tree_rss_mb
-from main import CHEAP_BYTES, CHEAP_MS
-from predict import Predictor
-from preprocess import MAX_MARKS, ImageError, decode_cost
-from segment import read_number
+from digits.imaging import formats
+from digits.imaging.decode import decode_cost
+from digits.imaging.errors import ImageError
+from digits.imaging.groups import MAX_MARKS
+from digits.inference.predictor import Predictor
+from digits.inference.segment import read_number
+from digits.service.answers import CHEAP_BYTES, CHEAP_MS
 
 OUT = Path(__file__).resolve().parent / "HOSTILE.md"
 
@@ -293,7 +295,7 @@ def measure_service() -> str:
             f"| peak +{peak - baseline:.0f} MB, +{after - baseline:.0f} MB after 30 s |"
         )
         # The costliest input of all, prepared apart; and the costliest of those cheap enough to be prepared on
-        # the model's thread with the micro-batch (main.CHEAP_MS), which would hold the batch back.
+        # the model's thread with the micro-batch (answers.CHEAP_MS), which would hold the batch back.
         predictor = Predictor()
         made = {h.name: h.make() for h in CORPUS}
         cpu = {name: _cost(predictor, data, False)[0] for name, data in made.items()}

@@ -19,9 +19,9 @@ from bentoml.exceptions import InvalidArgument
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's own modules, one folder up
 
 from common import peer_answers
-from feedback import PredictionIds, load_secret
-from predict import Predictor
-from preprocess import ImageError
+from digits.feedback.ids import PredictionIds, load_secret
+from digits.imaging.errors import ImageError
+from digits.inference.predictor import Predictor
 
 WORKERS = int(os.environ.get("PEER_WORKERS", "1"))
 THREADS = int(os.environ.get("PEER_THREADS", "1"))

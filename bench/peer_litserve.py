@@ -18,9 +18,9 @@ from fastapi import Body, HTTPException
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's own modules, one folder up
 
 from common import peer_answers
-from feedback import PredictionIds, load_secret
-from predict import Predictor
-from preprocess import ImageError
+from digits.feedback.ids import PredictionIds, load_secret
+from digits.imaging.errors import ImageError
+from digits.inference.predictor import Predictor
 
 
 class DigitAPI(ls.LitAPI):

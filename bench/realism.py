@@ -24,11 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import dataset
-import redraw
 from common import machine
-from predict import DEFAULT_WEIGHTS, Predictor
-from preprocess import ImageError
+from digits.imaging.errors import ImageError
+from digits.inference.predictor import Predictor
+from digits.inference.weights import DEFAULT_WEIGHTS
+from digits.training import dataset, redraw
 
 OUT = Path(__file__).resolve().parent / "REALISM.md"
 Row = dict[str, float]

@@ -1,18 +1,14 @@
-import importlib.util
+"""Fixtures, and the markers: each test is marked with its folder's name (unit, api, system, browser, quality), so
+that `pytest -m "unit or api"` runs what starts no process and measures no accuracy (make check)."""
+
 import io
-import math
 import os
-import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import psycopg
@@ -20,35 +16,37 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-SERVER_TIMEOUT_S = 3
-# The suite's corrections go to a database of its own, never to data/feedback.db.
-os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='digits-tests-')}/feedback.db"
+from digits.inference.predictor import Predictor
+from digits.training import dataset, report
+from main import app
+from tests.helpers import (
+    SERVER_TIMEOUT_S,
+    compose,
+    encode,
+    free_port,
+    postgres_bin,
+    render,
+    start_server,
+    stop,
+    wait_healthy,
+)
 
-import dataset  # noqa: E402
-import report  # noqa: E402
-from main import app  # noqa: E402
+KINDS = ("unit", "api", "system", "browser", "quality")
 
 
-def chance(rate: float, n: int) -> float:
-    """How far a rate measured on n items may move by chance alone: three standard errors. A test's bound sits
-    this far from the figure the README states, so that only a real change crosses it."""
-    return 3 * math.sqrt(rate * (1 - rate) / n)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = item.path.parent.name
+        assert kind in KINDS, f"{item.nodeid}: a test lives in one of the folders {', '.join(KINDS)}"
+        item.add_marker(kind)
 
 
-def bench_module(name: str) -> ModuleType:
-    """A script of bench/ as a module, with bench/ on the path for the neighbours it imports (common.py)."""
-    if str(ROOT / "bench") not in sys.path:
-        sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered, as an import would: its functions are then found by name, as multiprocessing pickles them.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="session", autouse=True)
+def suite_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's corrections go to a database of its own, never to data/feedback.db."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('suite') / 'feedback.db'}")
+        yield
 
 
 @pytest.fixture
@@ -72,45 +70,14 @@ def fresh_client(db_url):
         yield c
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """The real app under uvicorn on a free loopback port, with a short upload timeout for the slow-client tests."""
-    port = free_port()
-    env = {**os.environ, "REQUEST_TIMEOUT_S": str(SERVER_TIMEOUT_S)}
     log = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the server's logging
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"uvicorn did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # a server stuck in its event loop never sees SIGTERM: don't leave it running
-        proc.kill()
-        proc.wait()
-        raise
+    proc, port = start_server({**os.environ, "REQUEST_TIMEOUT_S": str(SERVER_TIMEOUT_S)}, log=log, uvicorn=True)
+    wait_healthy(port, proc, log)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -118,21 +85,6 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
     """The official 10,000 test images (uint8, N×28×28) and labels."""
     images, labels = dataset.load(train=False)
     return images.numpy(), labels.numpy()
-
-
-def form_prediction_id(html: str) -> str:
-    """The prediction_id in a result page's correction form."""
-    found = re.search(r'name="prediction_id" value="([^"]+)"', html)
-    assert found, "the page has no correction form"
-    return found.group(1)
-
-
-def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **params) -> bytes:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **params)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -155,11 +107,6 @@ def seven_png(mnist_test) -> bytes:
     images, labels = mnist_test
     assert labels[0] == 7
     return encode(images[0])
-
-
-def postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
 
 
 @pytest.fixture(scope="session")
@@ -208,3 +155,22 @@ def postgres_database():
     finally:
         subprocess.run([*user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def predictor() -> Predictor:
+    """The shipped weights, loaded once."""
+    return Predictor()
+
+
+@pytest.fixture(scope="module")
+def seven(mnist_test) -> np.ndarray:
+    return mnist_test[0][0]  # the first test digit, a 7
+
+
+@pytest.fixture
+def three_digits(mnist_test) -> tuple[bytes, str, tuple[int, int]]:
+    images, labels = mnist_test
+    page = compose([images[i] for i in (0, 1, 2)], [8, 8], np.random.default_rng(0))
+    data = render(page, "paper", np.random.default_rng(0))
+    return data, "".join(map(str, labels[:3])), Image.open(io.BytesIO(data)).size

@@ -1,0 +1,100 @@
+"""Decoding: any accepted image file opened with its cost bounded before a pixel is decoded, then read upright
+and reduced to the size a digit needs."""
+
+import io
+import struct
+import warnings
+
+from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
+
+from digits.imaging import formats
+from digits.imaging.errors import ImageError, ImageTooLarge, UnreadableImage
+
+# Pillow warns of an upload's corrupt EXIF and reads on without it, as load() does: the image as stored. The
+# warning tells an operator nothing, and strangers could fill the log with it. (Set here, not around each
+# read: catch_warnings is not thread-safe, and uploads are read in a threadpool.)
+EXIF_WARNING = r"(Possibly )?[Cc]orrupt EXIF data"
+warnings.filterwarnings("ignore", EXIF_WARNING, UserWarning)
+
+DEFAULT_MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo fits with room to spare
+# No EPS, PDF, etc.: fewer parsers facing the internet. Pillow registers PNG, JPEG, GIF and BMP on its own;
+# the plugin imports above register the rest without loading all fifty.
+# Phone photos in MPO open through the JPEG plugin.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+WORK_SIZE = 512  # big images are reduced to this longer side first; a digit needs no more
+FULL_SIZE = "digits.full_size"  # where decode() leaves the upload's size before it was scaled down
+
+# What a malformed file can make Pillow raise while it parses or decodes.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, float]:
+    """Open an upload's header, refusing one that would cost too much before any pixel is decoded: the image,
+    and the estimated ms on one core that decode() will take to load it (formats.py)."""
+    if not data:
+        raise UnreadableImage("the file is empty; choose an image of a digit")
+    try:
+        formats.check_structure(data)
+        im = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
+        formats.check_metadata(im)
+    except formats.CostlyImage as e:
+        raise ImageTooLarge(str(e)) from e
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"the image has more than {max_pixels:,} pixels; scale it down and try again") from e
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
+        raise UnreadableImage(
+            "the file is not an image we can read; send a PNG, JPEG, GIF, BMP, TIFF or WebP file"
+        ) from e
+    if im.width * im.height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is {im.width}×{im.height} pixels, over the limit of {max_pixels:,}; scale it down and try again"
+        )
+    cost = formats.decode_ms(im)
+    if cost > formats.DECODE_BUDGET_MS:
+        raise ImageTooLarge(
+            f"the image is {im.width}×{im.height} pixels, too many to read quickly as a {im.format} of this kind; "
+            "scale it down, or send it as a JPEG"
+        )
+    return im, cost
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image, refusing absurd dimensions and costly files before any pixel is decoded."""
+    return load(open_image(data, max_pixels)[0])
+
+
+def load(im: Image.Image) -> Image.Image:
+    """Decode an opened image upright, reduced to at most WORK_SIZE on its longer side."""
+    full = im.size
+    if im.format in ("JPEG", "MPO"):
+        # Let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT, keeping at least half of WORK_SIZE:
+        # a 12-megapixel phone photo decodes at 500×375, several times faster than in full.
+        im.draft("L", (WORK_SIZE // 2, WORK_SIZE // 2))
+    try:
+        im.load()  # first frame only, for animations and multi-page files
+        if im.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # a quarter turn swaps the sides
+            full = full[::-1]
+        ImageOps.exif_transpose(im, in_place=True)
+        if max(im.size) > WORK_SIZE:
+            im.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    except _DECODE_ERRORS as e:
+        raise UnreadableImage("the image file is damaged or truncated; export it again and retry") from e
+    im.info[FULL_SIZE] = full  # as the user sees it, for boxes drawn on the upload
+    return im
+
+
+def decode_cost(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> float:
+    """The estimated ms that decoding an upload will take (formats.decode_ms); 0 for one that will be refused."""
+    try:
+        return open_image(data, max_pixels)[1]
+    except ImageError:
+        return 0.0

@@ -1,0 +1,30 @@
+"""The one PNG encoder: the 28×28 inputs and their explanations, as answers carry them."""
+
+import struct
+import zlib
+
+import numpy as np
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """An image in [0,1], H×W grey or H×W×3 RGB (the 28×28 input, its explanation), as an 8-bit PNG.
+
+    Written with zlib rather than Pillow: Pillow's encoder took 34 µs a call on 784 pixels, nearly all
+    of it Python, a tenth of a whole prediction; these three chunks take 15 µs.
+    """
+    pixels = np.rint(image * 255).astype(np.uint8)
+    h, w = pixels.shape[:2]
+    rows = np.zeros((h, pixels[0].size + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
+    rows[:, 1:] = pixels.reshape(h, -1)
+    colour = 2 if pixels.ndim == 3 else 0  # RGB, or grayscale
+    header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)  # 8 bits, deflate, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )

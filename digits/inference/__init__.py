@@ -1,0 +1,1 @@
+"""The model at work: its weights, the Predictor, whole numbers and explanations."""

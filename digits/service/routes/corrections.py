@@ -1,0 +1,66 @@
+"""Corrections: the right digit or number for an earlier prediction, named by its signed id, and their counts."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from digits.feedback.ids import Seen, client_key
+from digits.service.deps import IdsDep, SettingsDep, StoreDep, operator
+from digits.service.schemas import FeedbackIn, FeedbackOut, FeedbackStats
+
+# /feedback's JSON: the longest prediction id, and room for the rest (main.py's BodyLimit).
+FEEDBACK_BODY_BYTES = 65536 + 1024
+
+router = APIRouter()
+
+
+def client(request: Request) -> str:
+    """The keyed hash that counts a client's corrections. request.client is the address uvicorn trusts: a proxy's
+    X-Forwarded-For only from --forwarded-allow-ips."""
+    return client_key(request.app.state.secret, request.client.host if request.client else "")
+
+
+Client = Annotated[str, Depends(client)]
+
+
+def checked_label(seen: Seen, label: int | str) -> int | str:
+    """The label, of the prediction's own kind: a digit for a digit, a string of digits for a whole number."""
+    if seen.number and not isinstance(label, str):
+        raise HTTPException(422, detail='this prediction is of a whole number: send the right number as a string '
+                                        'of digits, such as "2026"')  # fmt: skip
+    if not seen.number and isinstance(label, str):
+        if len(label) != 1:
+            raise HTTPException(422, detail="this prediction is of one digit: send the right digit, 0 to 9")
+        return int(label)
+    return label
+
+
+def stored(
+    store: StoreDep, settings: SettingsDep, who: Client, seen: Seen, label: int | str, prediction_id: str
+) -> FeedbackOut:
+    row = store.record(seen, label, who, settings.feedback_per_hour)
+    return FeedbackOut(id=row, prediction_id=prediction_id, predicted=seen.predicted, label=label)
+
+
+@router.post(
+    "/feedback",
+    status_code=201,
+    responses={
+        400: {"description": "the body is not JSON, or the id is not genuine"},
+        404: {"description": "the prediction has expired"},
+        413: {"description": f"the body is over {FEEDBACK_BODY_BYTES:,} bytes"},
+        429: {"description": "this client has sent FEEDBACK_PER_HOUR corrections in the last hour"},
+        503: {"description": "the database is unavailable"},
+    },
+)
+def feedback(correction: FeedbackIn, ids: IdsDep, store: StoreDep, settings: SettingsDep, who: Client) -> FeedbackOut:
+    """Record the right digit for an earlier prediction, named by its `prediction_id`."""
+    # The model's own answer sent back is stored too: it says that a doubtful answer was right.
+    seen = ids.read(correction.prediction_id)
+    return stored(store, settings, who, seen, checked_label(seen, correction.label), correction.prediction_id)
+
+
+@router.get("/feedback/stats", dependencies=[Depends(operator)], responses={401: {"description": "STATS_TOKEN needed"}})
+def feedback_stats(store: StoreDep) -> FeedbackStats:
+    """How many corrections there are, per true digit and per digit the model had said."""
+    return FeedbackStats(**store.stats())

@@ -1,0 +1,1 @@
+"""What train.py uses: the data, augmentation, the loop, calibration, outliers, redrawing and the report."""

@@ -1,0 +1,246 @@
+"""MNIST digits redrawn the way people's digits arrive: other pens, the page's canvas, photos of paper.
+
+    python bench/realism.py                # the benchmark: test digits, one row per condition
+    python bench/realism.py --digits 300   # a quicker, noisier look
+
+MNIST has one pen (about 0.12 of the digit's height) and one kind of paper. Each digit is thinned to its
+skeleton (scikit-image) and drawn again with a round pen along it, so a digit keeps its writer's shape and
+changes only what the condition changes:
+  pen      dark ink on white paper, pens from 0.03 (a ballpoint at arm's length) to 0.3 (a marker)
+  page     the upload page's own canvas and pen (static/app.js), the hand moving over 10% to 90% of the pad
+  photo    a photographed sheet: a vignette, a shadowed corner or a gradient of light, on plain, lined or
+           squared paper, with sensor noise and JPEG compression
+  slant    slanted and rotated digits
+train.py validates on training digits drawn this way (validation_uploads); the benchmark measures on test
+digits, which nothing is ever chosen on.
+"""
+
+import functools
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.morphology import skeletonize
+
+from digits.imaging.decode import decode
+from digits.imaging.errors import NoDigitFound
+from digits.imaging.fit import fit_and_centre, preprocess
+
+UP = 4  # skeletons are taken at 4× MNIST's resolution, 112×112, where a stroke is about 10 px wide
+PAD, PAD_PEN = 560, 40  # the page's canvas and its pen (static/app.js: canvas.height / 14)
+PENS = (0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.3)
+# Training's pens, log-uniform: to 0.5 of the height, which a digit drawn small with the page's pen reaches.
+TRAIN_PENS = (0.03, 0.5)
+TRAIN_HEIGHT = 40  # px: twice the 20 px the fit makes of it, so the pen's edge is anti-aliased as a photo's
+PAD_SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 0.9)  # 0.9 and the pen's width fill the pad
+LIGHTS = ("vignette", "shadow", "gradient")
+PAPERS = ("plain", "lined", "squared")
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A digit's centre line: points in 112×112 coordinates (row, column), dense enough to draw through."""
+
+    points: np.ndarray  # N×2 float
+    top: float
+    bottom: float
+    left: float
+    right: float
+
+    @property
+    def height(self) -> float:
+        return max(self.bottom - self.top, 1.0)
+
+
+def skeleton(digit: np.ndarray) -> Skeleton:
+    """The centre line of a 28×28 MNIST digit (uint8, ink bright), with every link between neighbouring
+    skeleton pixels filled with points a tenth of a pixel apart, so that it can be drawn at any scale."""
+    big = np.asarray(Image.fromarray(digit).resize((28 * UP, 28 * UP), Image.Resampling.BILINEAR)) > 100
+    skel = skeletonize(big)
+    ys, xs = np.nonzero(skel)
+    points = [np.stack([ys, xs], 1).astype(np.float32)]
+    t = np.linspace(0, 1, 11, dtype=np.float32)[1:-1, None]
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = skel[: skel.shape[0] - dy, max(0, -dx) : skel.shape[1] - max(0, dx)]
+        b = skel[dy:, max(0, dx) : skel.shape[1] - max(0, -dx) or None]
+        ys, xs = np.nonzero(a & b)
+        start = np.stack([ys, xs + max(0, -dx)], 1).astype(np.float32)
+        points.append((start[:, None] + t * np.array([dy, dx], dtype=np.float32)).reshape(-1, 2))
+    p = np.concatenate(points)
+    if len(p) == 0:  # a digit with no pixel over the threshold: a dot where its ink is
+        ys, xs = np.nonzero(big) if big.any() else (np.array([56]), np.array([56]))
+        p = np.array([[ys.mean(), xs.mean()]], dtype=np.float32)
+    return Skeleton(p, float(p[:, 0].min()), float(p[:, 0].max()), float(p[:, 1].min()), float(p[:, 1].max()))
+
+
+def draw(
+    skel: Skeleton,
+    size: tuple[int, int],
+    height: float,
+    pen: float,
+    centre: tuple[float, float],
+    transform: np.ndarray | None = None,
+) -> np.ndarray:
+    """The digit's ink (1 is full ink) on an h×w page, `height` px tall along its skeleton, drawn with a round
+    pen `pen` px wide, its skeleton's middle at `centre` (row, column), anti-aliased. `transform` is a 2×2
+    matrix applied to the digit about its middle (rotation, slant)."""
+    h, w = size
+    p = (skel.points - [(skel.top + skel.bottom) / 2, (skel.left + skel.right) / 2]) * (height / skel.height)
+    if transform is not None:
+        p = p @ transform.T
+    p += centre
+    # Distances to the nearest point of the line; the pen covers what is within its radius, with a soft edge
+    # a pixel wide. A thin pen is drawn at twice the resolution and averaged back down, where a pixel more or
+    # less of a thin line shows; a wide one is not, since the distance transform costs by the pixel.
+    ss = 2 if pen < 6 else 1
+    grid = np.ones((h * ss, w * ss), dtype=bool)
+    q = np.rint(p * ss).astype(np.int64)
+    q = q[(q[:, 0] >= 0) & (q[:, 0] < h * ss) & (q[:, 1] >= 0) & (q[:, 1] < w * ss)]
+    grid[q[:, 0], q[:, 1]] = False
+    dist = ndimage.distance_transform_edt(grid) / ss
+    ink = np.clip(pen / 2 + 0.5 - dist, 0, 1).astype(np.float32)
+    return ink.reshape(h, ss, w, ss).mean(axis=(1, 3))
+
+
+def _png(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(gray: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def with_pen(skel: Skeleton, rng: np.random.Generator, pen: float) -> bytes:
+    """Dark ink on white paper, the pen `pen` of the digit's height, a PNG as from a scanner or a crop."""
+    height = rng.uniform(60, 140)
+    margin = height * (0.25 + pen)
+    h, w = int(height + 2 * margin), int(height * 0.8 + 2 * margin)
+    ink = draw(skel, (h, w), height, pen * height, (h / 2 + rng.uniform(-0.1, 0.1) * margin, w / 2))
+    paper, dark = rng.uniform(0.85, 1.0), rng.uniform(0.0, 0.25)
+    return _png(paper + (dark - paper) * ink)
+
+
+def on_page(skel: Skeleton, rng: np.random.Generator, share: float) -> bytes:
+    """As the upload page sends a drawing: the 560×560 white canvas, its 40 px pen in #111, the hand moving over
+    `share` of the pad's height (the ink is a pen's width taller), anywhere on the pad."""
+    height = share * PAD
+    half_h, half_w = (height + PAD_PEN) / 2, (height * 0.8 + PAD_PEN) / 2
+    centre = (rng.uniform(half_h, PAD - half_h), rng.uniform(half_w, PAD - half_w))
+    ink = draw(skel, (PAD, PAD), height, PAD_PEN, centre)
+    return _png(1 + (0x11 / 255 - 1) * ink)
+
+
+def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str) -> bytes:
+    """A phone photo of a digit on paper, 640×480, JPEG: uneven light of the kind `light` (LIGHTS, or "even"),
+    ruled as `paper`. The digit's place and pen depend on the generator's state only, not on `light`."""
+    h, w = 480, 640
+    height = rng.uniform(0.3, 0.6) * h
+    pen = rng.uniform(0.05, 0.12) * height
+    centre = (h / 2 + rng.uniform(-0.15, 0.15) * h, w / 2 + rng.uniform(-0.25, 0.25) * w)
+    ink = draw(skel, (h, w), height, pen, centre)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = ys / h - 0.5, xs / w - 0.5
+    if light == "vignette":  # darker towards every corner
+        lighting = 1 - rng.uniform(0.4, 0.7) * (ys**2 + xs**2) / 0.5
+    elif light == "shadow":  # a soft shadow over one corner, as from the phone or a hand
+        sy, sx = rng.choice([-1, 1], size=2)
+        edge = (sy * ys + sx * xs - rng.uniform(0.25, 0.45)) / rng.uniform(0.03, 0.1)
+        lighting = 1 - rng.uniform(0.4, 0.6) / (1 + np.exp(-edge))
+    elif light == "even":  # for comparison: the same photo, evenly lit
+        lighting = np.ones_like(xs)
+    else:  # light falling off across the sheet
+        angle = rng.uniform(0, 2 * np.pi)
+        lighting = 1 - rng.uniform(0.3, 0.5) * (0.5 + np.cos(angle) * xs + np.sin(angle) * ys)
+    reflect = np.full((h, w), rng.uniform(0.8, 0.95), dtype=np.float32)
+    if paper != "plain":  # pale blue-grey rules, 1-2 px, every 6-8% of the height
+        step, line = h * rng.uniform(0.06, 0.08), rng.uniform(0.6, 0.8)
+        width = rng.uniform(1, 2.2)
+        rows = (ys * h) % step < width
+        reflect[rows] *= line
+        if paper == "squared":
+            reflect[(xs * w) % step < width] *= line
+    reflect += (rng.uniform(0.05, 0.25) - reflect) * ink
+    gray = reflect * lighting + rng.normal(0, 0.015, (h, w))
+    return _jpeg(gray, int(rng.integers(70, 92)))
+
+
+def slanted(skel: Skeleton, rng: np.random.Generator, kind: str) -> bytes:
+    """A digit slanted (shear up to ±0.4) or rotated (±10-20° or ±20-30°), MNIST's pen, on white paper."""
+    if kind == "slant":
+        s = rng.uniform(0.2, 0.4) * rng.choice([-1, 1])
+        m = np.array([[1, 0], [-s, 1]], dtype=np.float32)  # rows stay, columns lean with the height
+    else:
+        lo, hi = (10, 20) if kind == "rotate 10-20°" else (20, 30)
+        a = np.deg2rad(rng.uniform(lo, hi) * rng.choice([-1, 1]))
+        m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], dtype=np.float32)
+    height = rng.uniform(60, 140)
+    size = int(height * 1.8)
+    ink = draw(skel, (size, size), height, 0.12 * height, (size / 2, size / 2), m)
+    return _png(1 - 0.9 * ink)
+
+
+Render = Callable[[Skeleton, np.random.Generator], bytes]
+
+
+def conditions() -> dict[str, tuple[str, Render]]:
+    """Every condition the benchmark measures: its name, its group, and how it draws a digit."""
+    out: dict[str, tuple[str, Render]] = {}
+    for pen in PENS:
+        out[f"pen {pen:.2f}"] = ("pen", functools.partial(with_pen, pen=pen))
+    for share in PAD_SHARES:
+        out[f"page {share:.0%}"] = ("page", functools.partial(on_page, share=share))
+    for light in LIGHTS:
+        for paper in PAPERS:
+            out[f"{light}, {paper}"] = ("photo", functools.partial(photo, light=light, paper=paper))
+    for kind in ("slant", "rotate 10-20°", "rotate 20-30°"):
+        out[kind] = ("slant", functools.partial(slanted, kind=kind))
+    return out
+
+
+# What validation draws: pens and the page through the range users reach, and photos. Not the rotations:
+# digits turned 30° are a stress test for the benchmark, not a target to tune towards.
+VALIDATION = ("pen", "page", "photo")
+
+
+def validation_uploads(digits: np.ndarray, seed: int) -> list[bytes]:
+    """Each digit drawn once, as uploads of the validation groups' conditions in turn (page from 15%)."""
+    rng = np.random.default_rng(seed)
+    chosen = [
+        render for name, (group, render) in conditions().items() if group in VALIDATION and name not in ("page 10%",)
+    ]
+    return [chosen[i % len(chosen)](skeleton(d), rng) for i, d in enumerate(digits)]
+
+
+def redrawn(digits: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each digit (N×28×28 uint8) drawn again with a pen from TRAIN_PENS, and fitted as an upload is
+    (preprocess.fit_and_centre(), which thickens the thinnest): N×28×28 float32 in [0,1], and the labels."""
+    rng = np.random.default_rng(seed)
+    low, high = TRAIN_PENS
+    pens = np.exp(rng.uniform(np.log(low), np.log(high), len(digits))) * TRAIN_HEIGHT
+    out = np.empty((len(digits), 28, 28), dtype=np.float32)
+    for i, (digit, pen) in enumerate(zip(digits, pens, strict=True)):
+        skel = skeleton(digit)
+        width = (skel.right - skel.left) / skel.height * TRAIN_HEIGHT
+        size = (int(TRAIN_HEIGHT + pen) + 4, int(width + pen) + 4)
+        out[i] = fit_and_centre(draw(skel, size, TRAIN_HEIGHT, pen, (size[0] / 2, size[1] / 2)))
+    return out, labels
+
+
+def validation_inputs(digits: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """validation_uploads() as the service's 28×28 inputs, with their labels; an upload in which no digit is
+    found gives none."""
+    inputs, kept = [], []
+    for upload, label in zip(validation_uploads(digits, seed), labels, strict=True):
+        try:
+            inputs.append(preprocess(decode(upload)))
+        except NoDigitFound:
+            continue
+        kept.append(label)
+    return np.stack(inputs), np.array(kept, dtype=labels.dtype)

@@ -1,0 +1,39 @@
+"""The shipped weights, measured on the official 10,000-image test set."""
+
+import numpy as np
+import pytest
+import torch
+
+from digits.imaging.fit import normalize
+from digits.inference.predictor import Predictor
+from digits.inference.weights import DEFAULT_WEIGHTS
+from digits.training.report import render_as_uploaded
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(DEFAULT_WEIGHTS)
+
+
+@torch.inference_mode()
+def native_predictions(predictor: Predictor, images: np.ndarray) -> np.ndarray:
+    x = normalize(torch.from_numpy(images).float().div(255))
+    return predictor.model(x).argmax(1).numpy()
+
+
+def test_shipped_weights_reach_99_percent(predictor, mnist_test):
+    images, labels = mnist_test
+    accuracy = (native_predictions(predictor, images) == labels).mean()
+    assert accuracy >= 0.99
+    # The figure in the weights' metadata (and so on /model and in the README) is the measured one.
+    assert float(predictor.metadata["test_accuracy"]) == pytest.approx(accuracy, abs=1e-4)
+
+
+@pytest.mark.parametrize("style", ["paper", "jpeg", "canvas"])
+def test_digits_as_people_upload_them_keep_their_accuracy(predictor, mnist_test, style):
+    images, labels = mnist_test
+    idx = np.random.default_rng(1).choice(len(images), 1000, replace=False)
+    native = (native_predictions(predictor, images[idx]) == labels[idx]).mean()
+    rng = np.random.default_rng(2)
+    uploaded = np.mean([predictor.predict(render_as_uploaded(images[i], style, rng)).digit == labels[i] for i in idx])
+    assert uploaded >= native - 0.01, f"{style}: {uploaded:.2%} as uploaded against {native:.2%} native"

@@ -1,0 +1,189 @@
+"""The deployment files, checked as far as this machine allows: no container engine here can pull base
+images, so the image is never built; its inputs, the compose file and the manifests are checked instead."""
+
+import ast
+import re
+import subprocess
+import sys
+from importlib.metadata import distribution, packages_distributions
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.helpers import ROOT
+
+KUBERNETES = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+SERVED = "serve.py"  # the container's command, from which every served module is reached
+
+
+def local_imports(module: Path) -> set[str]:
+    tree = ast.parse(module.read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    return names
+
+
+def served_modules() -> set[str]:
+    """The project's own modules that serving imports: serve.py, the app it names, and what they import."""
+    seen, todo = set(), [SERVED, "main.py"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [f"{m}.py" for m in local_imports(ROOT / name) if (ROOT / f"{m}.py").exists()]
+    return seen
+
+
+def test_the_image_copies_every_module_the_service_imports():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = {src for line in re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE) for src in line.split()[:-1]}
+    assert served_modules() <= copied
+    assert all((ROOT / src).exists() for src in copied)
+    assert re.search(r'^CMD \["python", "serve.py"', dockerfile, re.MULTILINE)
+    assert re.search(r"^USER digits$", dockerfile, re.MULTILINE)  # not root
+    assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1]
+
+
+def requirement_closure(path: Path) -> set[str]:
+    """The distributions a requirements file installs: its own and everything they depend on."""
+    names = [
+        Requirement(line.split("#")[0]).name for line in path.read_text().splitlines() if line.split("#")[0].strip()
+    ]
+    found: set[str] = set()
+    while names:
+        name = canonicalize_name(names.pop())
+        if name not in found:
+            found.add(name)
+            for dep in distribution(name).requires or []:
+                req = Requirement(dep)
+                if req.marker is None or req.marker.evaluate({"extra": ""}):
+                    names.append(req.name)
+    return found
+
+
+def test_the_serving_requirements_install_every_package_the_service_imports():
+    installed = requirement_closure(ROOT / "requirements-serve.txt")
+    owners = packages_distributions()
+    third_party = {
+        m for f in served_modules() for m in local_imports(ROOT / f) if m in owners and not (ROOT / f"{m}.py").exists()
+    }
+    missing = {m for m in third_party if not {canonicalize_name(d) for d in owners[m]} & installed}
+    assert third_party
+    assert not missing
+    everything = (ROOT / "requirements.txt").read_text()
+    assert "-r requirements-serve.txt" in everything  # one install source for a checkout
+
+
+def test_compose_runs_what_the_service_reads():
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    app, nginx, db = (compose["services"][s] for s in ("app", "nginx", "db"))
+    assert (ROOT / "deploy" / app["build"] / "Dockerfile").exists()
+    assert {"DATABASE_URL", "PREDICTION_SECRET", "WORKERS"} <= set(app["environment"])
+    assert app["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert app["deploy"]["replicas"] >= 2
+    assert app["depends_on"]["db"]["condition"] == "service_healthy"
+    [mount] = nginx["volumes"]
+    source, target, _ = mount.split(":")
+    assert (ROOT / "deploy" / source).is_file()
+    assert target.startswith("/etc/nginx/conf.d/")
+    assert "server app:8000" in (ROOT / "deploy" / source).read_text()  # the compose service's name and port
+    assert db["image"].startswith("postgres:15")
+
+
+def validate(*files: Path) -> subprocess.CompletedProcess:
+    tool = Path(sys.executable).with_name("kubernetes-validate")
+    return subprocess.run([str(tool), "--strict", *map(str, files)], capture_output=True, text=True)
+
+
+def test_the_kubernetes_manifests_pass_the_api_schemas():
+    kinds = {yaml.safe_load(f.read_text())["kind"] for f in KUBERNETES}
+    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "Secret", "ConfigMap"}
+    result = validate(*KUBERNETES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_catches_a_mistake(tmp_path):
+    broken = tmp_path / "deployment.yaml"
+    broken.write_text(
+        (ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text().replace("readinessProbe:", "readynessProbe:")
+    )
+    assert validate(broken).returncode != 0
+
+
+def pod() -> dict:
+    return yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+
+
+def test_the_pods_are_probed_and_configured_from_the_secret():
+    spec = pod()
+    container, _ = spec["containers"]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    [source] = container["envFrom"]
+    secret = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "secret.example.yaml").read_text())
+    assert source["secretRef"]["name"] == secret["metadata"]["name"]
+    assert set(secret["stringData"]) == {"PREDICTION_SECRET", "DATABASE_URL"}
+    assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+@pytest.mark.parametrize("manifest", KUBERNETES, ids=lambda p: p.name)
+def test_every_manifest_is_one_named_resource(manifest):
+    docs = list(yaml.safe_load_all(manifest.read_text()))
+    assert len(docs) == 1
+    assert docs[0]["metadata"]["name"] == "digits"
+
+
+def sidecar_config() -> str:
+    configmap = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "nginx-configmap.yaml").read_text())
+    return configmap["data"]["nginx.conf"]
+
+
+def test_the_service_is_reached_through_nginx_alone():
+    """uvicorn can't bound how long a client takes over its headers: the Service sends traffic to nginx."""
+    spec = pod()
+    app, nginx = spec["containers"]
+    service = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "service.yaml").read_text())
+    [port] = service["spec"]["ports"]
+    assert port["targetPort"] in {p["name"] for p in nginx["ports"]}
+    assert port["targetPort"] not in {p["name"] for p in app["ports"]}
+    assert "127.0.0.1" in {e.get("value") for e in app["env"] if e["name"] == "FORWARDED_ALLOW_IPS"}
+    assert nginx["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["name"] for m in nginx["volumeMounts"]}
+    assert {v["name"] for v in spec["volumes"] if "configMap" in v} <= mounts
+
+
+def test_the_sidecar_runs_deploy_nginx_conf_with_only_the_pods_differences():
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    expected = site[site.index("limit_conn_zone") :]
+    differences = {
+        "server app:8000 ": "server 127.0.0.1:8000 ",  # the service beside it, not compose's replicas
+        "listen 80;": "listen 8080;",  # a user can't bind 80
+    }
+    for shipped, pod_has in differences.items():
+        expected = expected.replace(shipped, pod_has)
+    config = sidecar_config()
+    # Around it, what a main context needs on a read-only root: its files in /tmp/nginx.
+    assert config.endswith(expected + "}\n")
+    head = config[: -len(expected + "}\n")]
+    assert all(line.startswith(("worker_processes", "pid /tmp/nginx/", "error_log", "events", "http {",
+                                "access_log")) or "_temp_path /tmp/nginx/" in line
+               for line in head.splitlines())  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["deploy/nginx.conf", "the sidecar's"])
+def test_nginx_accepts_the_configuration(tmp_path, which):
+    nginx = Path("/usr/sbin/nginx")
+    if not nginx.exists():
+        pytest.skip("nginx is not installed: `make test` installs Debian's nginx")
+    if which == "the sidecar's":
+        config = sidecar_config().replace("/tmp/nginx", str(tmp_path)).replace("127.0.0.1:8000", "127.0.0.1:9")
+    else:
+        site = (ROOT / "deploy" / "nginx.conf").read_text().replace("app:8000", "127.0.0.1:9")
+        config = f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n{site}\n}}\n"
+    (tmp_path / "nginx.conf").write_text(config)
+    r = subprocess.run([str(nginx), "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,1 @@
+"""Single functions and modules: no app, no process, no accuracy measured."""

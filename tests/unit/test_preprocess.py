@@ -1,0 +1,236 @@
+"""Preprocessing on synthetic images: whatever the upload looks like, the model gets an MNIST-style digit."""
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from digits.imaging.decode import decode
+from digits.imaging.errors import ImageTooLarge, NoDigitFound, UnreadableImage
+from digits.imaging.fit import _thickened, preprocess, stroke_width
+from digits.imaging.groups import several_digits
+from digits.imaging.ink import ink_map
+from digits.training import redraw
+from tests.helpers import encode
+
+
+def prep(data: bytes) -> np.ndarray:
+    return preprocess(decode(data))
+
+
+def draw_one(size=(200, 300), box=(80, 40, 120, 260), ink=0, paper=255, mode="L") -> Image.Image:
+    """A thick vertical bar: a '1' of dark ink on light paper, by default."""
+    im = Image.new(mode, size, paper)
+    ImageDraw.Draw(im).rectangle(box, fill=ink)
+    return im
+
+
+def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
+    idx = np.arange(28)
+    return (x.sum(1) * idx).sum() / x.sum(), (x.sum(0) * idx).sum() / x.sum()
+
+
+def bbox(x: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def test_output_is_mnist_style():
+    x = prep(encode(draw_one()))
+    assert x.shape == (28, 28)
+    assert x.dtype == np.float32
+    assert x.min() == 0
+    assert x.max() == pytest.approx(1)
+    assert x[0].sum() == 0
+    assert x[-1].sum() == 0
+    h, w = bbox(x)
+    assert h == 20
+    assert w <= 5
+
+
+def test_polarity_is_detected_both_ways():
+    dark_on_light = prep(encode(draw_one(ink=20, paper=235)))
+    light_on_dark = prep(encode(draw_one(ink=235, paper=20)))
+    np.testing.assert_allclose(dark_on_light, light_on_dark, atol=1e-5)
+    assert dark_on_light[14].max() == pytest.approx(1)  # the stroke is bright, the background black
+    assert dark_on_light[:, :5].max() == 0
+
+
+def test_off_centre_digit_is_centred_by_mass():
+    corner = draw_one(size=(600, 600), box=(20, 20, 60, 200))
+    x = prep(encode(corner))
+    cy, cx = centre_of_mass(x)
+    assert abs(cy - 14) <= 1
+    assert abs(cx - 14) <= 1
+
+
+def test_small_digit_is_enlarged_to_20px():
+    tiny = draw_one(size=(400, 400), box=(300, 300, 303, 312))
+    assert bbox(prep(encode(tiny)))[0] == 20
+
+
+def test_oversized_photo_is_reduced_and_fitted():
+    big = draw_one(size=(3000, 4000), box=(1000, 500, 1400, 3500))
+    x = prep(encode(big, "JPEG", quality=90))
+    assert bbox(x)[0] == 20
+    assert abs(centre_of_mass(x)[1] - 14) <= 1
+
+
+def test_dark_strokes_on_a_transparent_canvas():
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(im).rectangle((120, 40, 160, 240), fill=(0, 0, 0, 255))
+    x = prep(encode(im))
+    np.testing.assert_allclose(x, prep(encode(draw_one((280, 280), (120, 40, 160, 240)))), atol=1e-5)
+
+
+def test_light_strokes_on_a_transparent_canvas():
+    im = Image.new("RGBA", (280, 280), (255, 255, 255, 0))
+    ImageDraw.Draw(im).rectangle((120, 40, 160, 240), fill=(255, 255, 255, 255))
+    assert bbox(prep(encode(im)))[0] == 20
+
+
+def test_exif_orientation_is_honoured():
+    upright = draw_one(size=(300, 200), box=(40, 80, 260, 120))  # a horizontal bar...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...stored sideways: "rotate 90° clockwise to display"
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    x = prep(encode(stored, "JPEG", exif=exif, quality=95))
+    h, w = bbox(x)
+    assert (h, w) == bbox(prep(encode(upright, "JPEG", quality=95)))
+    assert w == 20
+    assert h < 8
+
+
+def test_16_bit_greyscale():
+    a = np.full((100, 100), 60000, dtype=np.uint16)
+    a[20:80, 45:55] = 1000
+    x = prep(encode(Image.fromarray(a)))
+    assert bbox(x)[0] == 20
+
+
+@pytest.mark.parametrize("colour", [0, 128, 255])
+def test_uniform_image_is_no_digit(colour):
+    with pytest.raises(NoDigitFound, match="no digit found"):
+        prep(encode(Image.new("L", (64, 64), colour)))
+
+
+def test_fully_transparent_image_is_no_digit():
+    with pytest.raises(NoDigitFound, match="transparent"):
+        prep(encode(Image.new("RGBA", (64, 64), (0, 0, 0, 0))))
+
+
+def test_garbage_is_unreadable():
+    with pytest.raises(UnreadableImage):
+        decode(b"definitely not an image")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    data = encode(Image.new("1", (20_000, 20_000)), optimize=True)  # 400 megapixels, a few KB on disk
+    assert len(data) < 100_000
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge, match="scale it down"):
+        decode(data)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("pen", [4, 40])
+def test_thin_or_thick_pen_photo_under_uneven_light(pen):
+    """A phone photo: 4000x3000 JPEG, grey paper darkening by a third across the frame, a 0 drawn with a ballpoint
+    (4 px, half a pixel once decoded at 1/8 scale) or a marker."""
+    from digits.inference.predictor import Predictor
+
+    page = Image.new("L", (4000, 3000), 205)
+    ImageDraw.Draw(page).ellipse((1600, 700, 2400, 2300), outline=60, width=pen)
+    a = np.asarray(page, dtype=np.float32) * (1 - 0.35 * np.linspace(0, 1, 4000))[None, :]
+    a += np.random.default_rng(0).normal(0, 5, a.shape)
+    photo = encode(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
+    prediction = Predictor().predict(photo)
+    assert prediction.digit == 0
+    assert not prediction.uncertain
+
+
+@pytest.mark.parametrize("width", [3, 8, 20])
+def test_stroke_width_of_a_ring_and_a_bar(width):
+    # stroke_width() is a share of the mask's longer side: 200 px here.
+    # A ring's outline curves all round, as a digit's does: the edge count's 4/π overcount is taken off.
+    yy, xx = np.mgrid[0:200, 0:200]
+    r = np.hypot(yy - 100, xx - 100)
+    ring = (r >= 60) & (r < 60 + width)
+    assert stroke_width(ring) * 200 == pytest.approx(width, rel=0.1)
+    # A straight bar along the pixel grid has no overcount, so it reads 4/π wider, less for its short ends.
+    bar = np.zeros((200, 200), dtype=bool)
+    bar[40:160, 100 : 100 + width] = True
+    assert stroke_width(bar) * 200 == pytest.approx(width * 4 / np.pi * 120 / (120 + width), rel=0.02)
+
+
+def redrawn_upload(mnist_test, i: int, pen: float) -> bytes:
+    images, _ = mnist_test
+    return redraw.with_pen(redraw.skeleton(images[i]), np.random.default_rng(i), pen)
+
+
+def input_stroke(x: np.ndarray) -> float:
+    """The stroke width of a 28×28 input, as a share of its ink's longer side."""
+    ink = x >= 0.5
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return stroke_width(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+
+
+def test_a_thin_pen_is_brought_to_mnists_width_and_loops_stay_open(mnist_test):
+    images, labels = mnist_test
+    eights = np.flatnonzero(labels == 8)[:5]
+    mnist = np.median([input_stroke(images[i] / 255) for i in range(200)])
+    for i in eights:
+        thin = prep(redrawn_upload(mnist_test, i, 0.03))
+        as_mnist = prep(redrawn_upload(mnist_test, i, 0.12))
+        # The ballpoint's 8 reaches MNIST's width, as the same 8 drawn with MNIST's pen does.
+        assert input_stroke(thin) == pytest.approx(mnist, rel=0.3)
+        # Both loops are still there: background enclosed by ink, not reached from the border.
+        _, holes = ndimage.label(thin == 0)
+        _, holes_as_mnist = ndimage.label(as_mnist == 0)
+        assert holes >= 3  # the outside, and the two loops
+        assert holes_as_mnist >= 3
+
+
+def test_a_stroke_near_mnists_width_is_left_as_it_is(mnist_test):
+    upload = redrawn_upload(mnist_test, 0, 0.12)
+    x = ink_map(decode(upload))
+    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    crop = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    assert _thickened(crop) is crop
+
+
+def photo_ink(mnist_test, i: int, light: str, paper: str) -> tuple[np.ndarray, np.ndarray]:
+    """A redrawn test digit photographed under `light` on `paper`: the ink the service finds, and the
+    digit's own ink drawn alone on the same page."""
+    images, _ = mnist_test
+    skel = redraw.skeleton(images[i])
+    upload = redraw.photo(skel, np.random.default_rng(i), light, paper)
+    clean = redraw.photo(skel, np.random.default_rng(i), "even", "plain")
+    return ink_map(decode(upload)), ink_map(decode(clean))
+
+
+# Known, and left (see README, "Real handwriting"): rules that cross a shadow's edge, where the paper's estimate
+# lags, leave traces joined to the digit. strict: when they stop doing so, the mark must go.
+SHADOWED_RULES = pytest.mark.xfail(strict=True, reason="rules across a shadow's edge leave traces")
+
+
+@pytest.mark.parametrize(
+    ("light", "paper"),
+    [
+        *[(light, paper) for light in ("vignette", "gradient") for paper in ("plain", "lined", "squared")],
+        ("shadow", "plain"),
+        pytest.param("shadow", "lined", marks=SHADOWED_RULES),
+        pytest.param("shadow", "squared", marks=SHADOWED_RULES),
+    ],
+)
+def test_shading_and_rules_are_not_ink(mnist_test, light, paper):
+    for i in range(3):
+        ink, digit = photo_ink(mnist_test, i, light, paper)
+        found, truth = ink > 0, digit > 0
+        # Nearly all that is found is the digit, and nearly all the digit is found, rules crossing it or not.
+        assert (found & ~ndimage.binary_dilation(truth, iterations=3)).sum() < 0.05 * truth.sum()
+        assert (found & truth).sum() > 0.9 * truth.sum()
+        # So no corner, rule or shadow's edge is left to widen the crop, or to count as a second digit.
+        assert not several_digits(ink)

@@ -1,0 +1,49 @@
+"""The service refuses to start on weights it can't trust, and says which file and what to do."""
+
+import shutil
+
+import pytest
+
+from digits.inference.predictor import Predictor
+from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, file_sha256, sha256_path
+
+
+def copy_weights(tmp_path):
+    dst = tmp_path / "w.safetensors"
+    shutil.copy(DEFAULT_WEIGHTS, dst)
+    shutil.copy(sha256_path(DEFAULT_WEIGHTS), sha256_path(dst))
+    return dst
+
+
+def test_shipped_weights_match_their_recorded_sha256():
+    assert sha256_path(DEFAULT_WEIGHTS).read_text().split()[0] == file_sha256(DEFAULT_WEIGHTS)
+    assert Predictor().sha256 == file_sha256(DEFAULT_WEIGHTS)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(WeightsError, match=r"nope.safetensors is missing; run `python train.py`"):
+        Predictor(tmp_path / "nope.safetensors")
+
+
+def test_changed_file_does_not_match_its_sha256(tmp_path):
+    w = copy_weights(tmp_path)
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    w.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match the sha256 recorded"):
+        Predictor(w)
+
+
+def test_missing_record(tmp_path):
+    w = copy_weights(tmp_path)
+    sha256_path(w).unlink()
+    with pytest.raises(WeightsError, match="no recorded sha256"):
+        Predictor(w)
+
+
+def test_corrupt_file_with_a_matching_record(tmp_path):
+    w = tmp_path / "w.safetensors"
+    w.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    sha256_path(w).write_text(f"{file_sha256(w)}  w.safetensors\n")
+    with pytest.raises(WeightsError, match=r"is corrupt.*python train\.py"):
+        Predictor(w)

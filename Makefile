@@ -97,8 +97,8 @@ $(STAMP): requirements.txt requirements-serve.txt
 $(MNIST): | $(STAMP)
 	$(BIN)/python -m digits.training.dataset
 
-# Debian packages the tests use: Chromium for the browser tests (Playwright's own download can't be
-# reached from here), Fashion-MNIST and fonts for the not-a-digit measurements, wrk for bench/, and
+# Debian packages the tests use: Chromium for the browser tests (Debian's, where Playwright would download
+# its own), Fashion-MNIST and fonts for the not-a-digit measurements, wrk for bench/, and
 # nginx and PostgreSQL for the replicas behind a load balancer (the tests start their own, on loopback).
 debs:
 	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update -qq && \

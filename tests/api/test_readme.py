@@ -1,4 +1,4 @@
-"""The README's curl examples, sent to the service: each answer shown is what the service answers.
+"""The curl examples of the README and docs/, sent to the service: each answer shown is what the service answers.
 
 An example pairs a ```sh block of one curl command with the ```json block right after it. In the answer shown,
 a string ending in "..." stands for any string that starts as it does (a PNG's base64, a signed id), and a
@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT, encode
+from tests.helpers import bench_module, encode
 
 EXAMPLE = re.compile(r"```sh\n([^`]*?)```\s*```json\n(.*?)```", re.S)
 MORE = "..."
 
 
 def examples() -> list[tuple[str, str]]:
-    found = EXAMPLE.findall((ROOT / "README.md").read_text())
+    found = EXAMPLE.findall(bench_module("claims").documentation())
     return [(sh.strip(), answer) for sh, answer in found]
 
 

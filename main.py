@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     state.settings = settings
     state.predictor = Predictor(settings.weights, settings.max_image_pixels)
-    state.secret = load_secret()
+    state.secret = load_secret(settings.prediction_secret.get_secret_value())
     state.ids = PredictionIds(state.secret, settings.feedback_ttl_s)
     state.feedback = FeedbackStore(settings.database_url)
     state.answers = Answers(state.predictor, state.ids)

@@ -66,7 +66,7 @@ def recorded_json(key: str, *path: str) -> Callable[[Metadata], float]:
 @dataclass(frozen=True)
 class Claim:
     figure: str
-    patterns: tuple[str, ...]  # where the README states it: regexes with one group, the value as printed
+    patterns: tuple[str, ...]  # where the text states it: regexes with one group, the value as printed
     measure: str  # the name of the measurement
     metadata: Callable[[Metadata], float] | None = None  # the value the weights record, if they do
     scale: float = 100  # README units per measured unit: 100 for a percentage
@@ -129,7 +129,7 @@ CLAIMS = [
         recorded("uncertain_below"),
         scale=1,
         # Validation's uploads are drawn by today's redraw.py, and the shipped run drew the page's digits by their
-        # ink's height, where redraw.py now takes the hand's: the threshold moved with it (README).
+        # ink's height, where redraw.py now takes the hand's: the threshold moved with it (docs/model.md).
         tolerance=0.03,
     ),
     Claim(
@@ -256,8 +256,8 @@ def check(claims: list[Claim], measured: dict[str, float], readme: str, meta: Me
     return rows, ok
 
 
-# The README's sections whose tables quote a benchmark's results file, and that file: every figure in those
-# tables is one the file holds, so that a re-run that changes it can't leave the README behind.
+# The sections whose tables quote a benchmark's results file, and that file: every figure in those
+# tables is one the file holds, so that a re-run that changes it can't leave the text behind.
 QUOTED = {
     "## How well it reads": "RESULTS.md",
     "## Speed": "RESULTS.md",
@@ -303,7 +303,7 @@ def main() -> None:
     for figure in stale:
         print(f"not in its results file: {figure}")
     ok &= not stale
-    print("every figure agrees" if ok else "some figures disagree: fix the README, or `python train.py remeasure`")
+    print("every figure agrees" if ok else "some figures disagree: fix the text, or `python train.py remeasure`")
     sys.exit(0 if ok else 1)
 
 

@@ -7,6 +7,7 @@ POST /predict takes a raw image body and answers the same fields as this service
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +28,7 @@ class DigitAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         torch.set_num_threads(1)  # as in this service: one image is too little work to share between threads
         self.predictor = Predictor()
-        self.ids = PredictionIds(load_secret(), 3600)
+        self.ids = PredictionIds(load_secret(os.environ.get("PREDICTION_SECRET", "")), 3600)
 
     # LitServe declares its endpoint's argument with this annotation, so FastAPI hands over the raw body.
     def decode_request(self, request: Annotated[bytes, Body()]) -> bytes:

@@ -16,13 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from digits.imaging.png import encode
 from digits.inference.predictor import Predictor
 from digits.training import dataset, report
 from main import app
 from tests.helpers import (
     SERVER_TIMEOUT_S,
     compose,
-    encode,
     free_port,
     postgres_bin,
     render,

@@ -4,7 +4,6 @@ server."""
 import contextlib
 import http.client
 import importlib.util
-import io
 import math
 import os
 import re
@@ -20,6 +19,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
+from digits.imaging.png import encode
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,7 +29,7 @@ SERVER_TIMEOUT_S = 3
 
 def chance(rate: float, n: int) -> float:
     """How far a rate measured on n items may move by chance alone: three standard errors. A test's bound sits
-    this far from the figure the README states, so that only a real change crosses it."""
+    this far from the figure the docs state, so that only a real change crosses it."""
     return 3 * math.sqrt(rate * (1 - rate) / n)
 
 
@@ -103,14 +104,6 @@ def form_prediction_id(html: str) -> str:
     found = re.search(r'name="prediction_id" value="([^"]+)"', html)
     assert found, "the page has no correction form"
     return found.group(1)
-
-
-def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **params) -> bytes:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **params)
-    return buf.getvalue()
 
 
 def postgres_bin() -> Path | None:

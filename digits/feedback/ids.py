@@ -66,13 +66,14 @@ def client_key(secret: bytes, address: str) -> str:
     return hmac.new(secret, b"digits.client:" + address.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def load_secret(path: Path = DEFAULT_SECRET_FILE) -> bytes:
-    """PREDICTION_SECRET, or else this machine's own secret in data/, created once for every worker to share.
+def load_secret(given: str = "", path: Path = DEFAULT_SECRET_FILE) -> bytes:
+    """The secret given (PREDICTION_SECRET), or else this machine's own secret in data/, created once for every
+    worker to share.
 
     The file is written whole under a temporary name and linked into place, which fails if it exists:
     workers starting together all end up reading the one secret that won, never a half-written one.
     """
-    if secret := os.environ.get("PREDICTION_SECRET"):
+    if secret := given:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(
                 f"PREDICTION_SECRET is shorter than {MIN_SECRET_BYTES} bytes; "

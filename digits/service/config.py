@@ -6,7 +6,7 @@ WEIGHTS_PATH. docs/operations.md lists them all, and a test holds that list to t
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from digits.feedback.store import DEFAULT_DATABASE_URL
@@ -39,3 +39,4 @@ class Settings(BaseSettings):
     feedback_ttl_s: int = 3600  # whole seconds: the signed time is in seconds
     feedback_per_hour: int = 60  # corrections one client address may make in an hour
     stats_token: str = ""  # when set, /metrics and /feedback/stats ask for it as a bearer token
+    prediction_secret: SecretStr = SecretStr("")  # signs prediction ids; when unset, data/ holds one per machine

@@ -16,7 +16,6 @@ digits, which nothing is ever chosen on.
 """
 
 import functools
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from skimage.morphology import skeletonize
 from digits.imaging.decode import decode
 from digits.imaging.errors import NoDigitFound
 from digits.imaging.fit import fit_and_centre, preprocess
+from digits.imaging.png import encode
 
 UP = 4  # skeletons are taken at 4× MNIST's resolution, 112×112, where a stroke is about 10 px wide
 PAD, PAD_PEN = 560, 40  # the page's canvas and its pen (static/app.js: canvas.height / 14)
@@ -105,16 +105,17 @@ def draw(
     return ink.reshape(h, ss, w, ss).mean(axis=(1, 3))
 
 
+def _pixels(gray: np.ndarray) -> np.ndarray:
+    """A grey image in [0,1] as 8-bit pixels."""
+    return np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)
+
+
 def _png(gray: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
+    return encode(_pixels(gray))
 
 
 def _jpeg(gray: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
+    return encode(_pixels(gray), "JPEG", quality=quality)
 
 
 def with_pen(skel: Skeleton, rng: np.random.Generator, pen: float) -> bytes:

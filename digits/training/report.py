@@ -12,7 +12,6 @@ and noise images) and MNIST digits re-rendered the way people upload them.
 """
 
 import gzip
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from digits.imaging.errors import ImageError
+from digits.imaging.png import encode
 from digits.inference.predictor import Predictor
 from digits.training.calibration import reliability
 
@@ -45,20 +45,14 @@ def render_as_uploaded(digit: np.ndarray, style: str, rng: np.random.Generator) 
     top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
     page = np.zeros((h, w), np.float32)
     page[top : top + size, left : left + size] = ink
-    buf = io.BytesIO()
     if style == "canvas":
         rgba = np.zeros((h, w, 4), np.uint8)
         rgba[..., 3] = np.rint(page * 255)  # black strokes, transparent elsewhere
-        Image.fromarray(rgba).save(buf, "PNG")
-        return buf.getvalue()
+        return encode(rgba)
     paper, pen = rng.uniform(190, 250), rng.uniform(10, 70)
     grey = paper + (pen - paper) * page + rng.normal(0, 4, page.shape)
     photo = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
-    if style == "jpeg":
-        photo.convert("RGB").save(buf, "JPEG", quality=75)
-    else:
-        photo.save(buf, "PNG")
-    return buf.getvalue()
+    return encode(photo.convert("RGB"), "JPEG", quality=75) if style == "jpeg" else encode(photo)
 
 
 def phone_photo(digit: np.ndarray, seed: int = 0) -> bytes:
@@ -72,9 +66,7 @@ def phone_photo(digit: np.ndarray, seed: int = 0) -> bytes:
     top, left = 800 + (1600 - h) // 2, min(1400, 4000 - 200 - w)
     page[top : top + h, left : left + w] -= 150 * ink
     rgb = np.clip(np.stack([page, page * 0.97, page * 0.92], -1), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return encode(rgb, "JPEG", quality=90)
 
 
 def uploaded_accuracy(predictor: Predictor, images: np.ndarray, labels: np.ndarray, seed: int = 2) -> dict[str, float]:
@@ -147,19 +139,13 @@ class Scored:
 
 
 def scored(predictor: Predictor, images: list[Image.Image]) -> Scored:
-    results = predictor.predict_many([png(im) for im in images])
+    results = predictor.predict_many([encode(im) for im in images])
     # Refused outright is the surest "not a digit".
     return Scored(
         confidence=np.array([0.0 if isinstance(r, ImageError) else r.confidence for r in results]),
         flagged=np.array([isinstance(r, ImageError) or r.uncertain for r in results]),
         not_a_digit=np.array([isinstance(r, ImageError) or r.not_a_digit for r in results]),
     )
-
-
-def png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:

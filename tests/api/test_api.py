@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digits.imaging.png import to_png
+from digits.imaging.png import encode, to_png
 from digits.inference.predictor import NOT_A_DIGIT
-from tests.helpers import encode
 
 
 def png_file(data: bytes, name: str = "digit.png") -> dict:

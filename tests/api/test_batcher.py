@@ -10,10 +10,10 @@ import pytest
 from anyio import CapacityLimiter
 from fastapi.testclient import TestClient
 
+from digits.imaging.png import encode
 from digits.inference.predictor import Predictor
 from digits.service.batcher import MicroBatcher
 from main import app
-from tests.helpers import encode
 
 HELD = threading.Event()  # set while a run_held() function holds its first batch
 

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from digits.imaging.fit import normalize
+from digits.imaging.png import encode
 from digits.inference import explain
 from digits.inference.predictor import Predictor
-from tests.helpers import encode
 
 
 def rgb(b64: str) -> np.ndarray:

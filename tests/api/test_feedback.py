@@ -13,8 +13,9 @@ from sqlalchemy import create_engine, select, text, update
 
 from digits.feedback.ids import Seen, client_key, load_secret
 from digits.feedback.store import FeedbackStore, TooManyCorrections, corrections
+from digits.imaging.png import encode
 from main import app
-from tests.helpers import encode, form_prediction_id, rows
+from tests.helpers import form_prediction_id, rows
 
 
 def test_correction_round_trip_through_the_api(fresh_client, db_url, seven_png):
@@ -228,7 +229,7 @@ def test_a_client_is_its_address_hashed_with_the_secret():
 def test_a_short_secret_file_stops_the_start(tmp_path):
     (tmp_path / "secret").write_bytes(b"guessable")
     with pytest.raises(ValueError, match="fewer than 16"):
-        load_secret(tmp_path / "secret")
+        load_secret(path=tmp_path / "secret")
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])

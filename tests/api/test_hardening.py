@@ -1,7 +1,6 @@
 """Bad input from the open internet: every case gets a right answer or a 4xx that says what to do, never a 5xx."""
 
 import asyncio
-import io
 import os
 import tempfile
 import time
@@ -14,12 +13,13 @@ from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from digits.imaging.png import encode
 from digits.service.config import Settings
 from digits.service.edge import BodyLimit
 from digits.service.uploads import Receiving, read_body
 from digits.training.report import phone_photo
 from main import app
-from tests.helpers import ROOT, encode
+from tests.helpers import ROOT
 
 
 def big_seven(seven: np.ndarray) -> Image.Image:
@@ -36,15 +36,11 @@ def png_with_bad_crc(seven: np.ndarray) -> bytes:
 
 def animated_gif(seven: np.ndarray) -> bytes:
     frames = [Image.fromarray(seven)] + [Image.fromarray(np.roll(seven, i, axis=1)) for i in range(1, 120)]
-    buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=20, loop=0)
-    return buf.getvalue()
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=20, loop=0)
 
 
 def multipage_tiff(seven: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(seven).save(buf, "TIFF", save_all=True, append_images=[Image.new("L", (28, 28), 0)] * 3)
-    return buf.getvalue()
+    return encode(seven, "TIFF", save_all=True, append_images=[Image.new("L", (28, 28), 0)] * 3)
 
 
 def exif_rotated_jpeg(seven: np.ndarray) -> bytes:

@@ -18,12 +18,13 @@ from PIL import Image
 
 from digits.imaging.errors import ImageTooLarge, NoDigitFound, UnreadableImage
 from digits.imaging.formats import MAX_PARTS, CostlyImage, check_structure
+from digits.imaging.png import encode
 from digits.inference.predictor import Predictor
 from digits.inference.segment import read_number
 from digits.service.disconnects import unless_gone
 from digits.service.schemas import PredictionOut
 from main import app
-from tests.helpers import bench_module, encode
+from tests.helpers import bench_module
 
 CPU_BOUND_S = 0.5  # the most CPU one input may cost a worker
 

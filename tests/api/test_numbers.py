@@ -14,9 +14,10 @@ from scipy import ndimage
 
 from digits.feedback.store import ACCEPTED, FeedbackStore
 from digits.imaging.groups import ink_groups
+from digits.imaging.png import encode
 from digits.inference.segment import read_number
 from main import app
-from tests.helpers import compose, encode, form_prediction_id, render
+from tests.helpers import compose, form_prediction_id, render
 
 
 def ink_boxes(ink: np.ndarray) -> list[tuple[int, int, int, int]]:

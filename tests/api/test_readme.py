@@ -5,7 +5,6 @@ a string ending in "..." stands for any string that starts as it does (a PNG's b
 list ending in "..." for more items shaped like its first; numbers are the service's to within 1e-4.
 """
 
-import io
 import json
 import re
 import shlex
@@ -13,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.helpers import bench_module, encode
+from digits.imaging.png import encode
+from tests.helpers import bench_module
 
 EXAMPLE = re.compile(r"```sh\n([^`]*?)```\s*```json\n(.*?)```", re.S)
 MORE = "..."
@@ -37,14 +36,13 @@ def files(mnist_test) -> dict[str, tuple[bytes, str]]:
     images, labels = mnist_test
     strip = np.concatenate([images[i] for i in (1, 0, 2, 6)], axis=1)
     assert "".join(str(labels[i]) for i in (1, 0, 2, 6)) == "2714"
-    meter = io.BytesIO()
-    Image.fromarray(255 - np.kron(strip, np.ones((4, 4), np.uint8))).save(meter, "JPEG", quality=90)
+    meter = encode(255 - np.kron(strip, np.ones((4, 4), np.uint8)), "JPEG", quality=90)
     seven = encode(images[0])
     return {
         "seven.png": (seven, "image/png"),
         "a.png": (seven, "image/png"),
         "b.txt": (b"hello", "text/plain"),
-        "meter.jpg": (meter.getvalue(), "image/jpeg"),
+        "meter.jpg": (meter, "image/jpeg"),
     }
 
 

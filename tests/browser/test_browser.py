@@ -12,7 +12,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import FilePayload, Page, expect, sync_playwright
 
-from tests.helpers import ROOT, encode
+from digits.imaging.png import encode
+from tests.helpers import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps dialling Google, and this machine's closed network refuses it.
@@ -266,7 +267,7 @@ def test_draw_a_two_digit_number(page):
 
 def test_draw_a_three_digit_number_whose_wide_zeros_touch(page):
     # Zeros as wide as 0.9 of their height, touching: wider together than one digit ever is. Zeros as narrow as
-    # most people draw them, touching, are still often read as one digit (an 8: see the README), so this test
+    # most people draw them, touching, are still often read as one digit (an 8: see docs/api.md), so this test
     # claims only the wide case.
     read_number(page, *one(0.2), *zero(0.4, rx=0.09), *zero(0.58, rx=0.09), expected="100")
 

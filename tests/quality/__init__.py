@@ -1,1 +1,1 @@
-"""Accuracy and rates, measured over hundreds of images against the figures the README states."""
+"""Accuracy and rates, measured over hundreds of images against the figures the docs state."""

@@ -7,7 +7,7 @@ from digits.inference.predictor import Predictor
 from digits.inference.segment import read_number
 from tests.helpers import chance, compose, render
 
-# As the README states them (pytest tests/quality/test_numbers_accuracy.py -s prints them); each bound sits
+# As docs/api.md states them (pytest tests/quality/test_numbers_accuracy.py -s prints them); each bound sits
 # chance() from its figure.
 APART_EXACT, APART_DIGITS = 0.953, 0.993
 TOUCHING_EXACT, TOUCHING_DIGITS = 0.793, 0.975  # the lowest of the three styles
@@ -54,7 +54,7 @@ def test_numbers_whose_digits_touch(predictor, mnist_test, style):
     images, labels = mnist_test
     exact, per_digit = accuracy(predictor, number_set(images, labels, touching=True, n=150, seed=2), style)
     print(f"touching, {style}: {exact:.1%} exact, {per_digit:.2%} of digits")
-    assert exact >= TOUCHING_EXACT - chance(TOUCHING_EXACT, 150)  # short of the goal of 85%: see the README
+    assert exact >= TOUCHING_EXACT - chance(TOUCHING_EXACT, 150)  # short of the goal of 85%: see docs/api.md
     assert per_digit >= TOUCHING_DIGITS - chance(TOUCHING_DIGITS, 4 * 150)
 
 

@@ -1,5 +1,5 @@
 """Real handwriting: test digits drawn with other pens, on the page's canvas and photographed on paper, read by
-the shipped weights (bench/realism.py on fewer digits; the README's table comes from 500 per condition)."""
+the shipped weights (bench/realism.py on fewer digits; docs/model.md's table comes from 500 per condition)."""
 
 import numpy as np
 import pytest
@@ -55,6 +55,6 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 @pytest.mark.parametrize("photo", ["shadow, lined", "shadow, squared"])
 def test_rules_in_a_shadow_are_the_known_weakness(rows, photo):
-    # Rules crossing a shadow's edge leave traces (README): 86-89% read right, 13-19% flagged, on 500 digits;
+    # Rules crossing a shadow's edge leave traces (docs/model.md): 86-89% read right, 13-19% flagged, on 500 digits;
     # before this preprocessing, 12%. Held where they are, so that they don't slip further.
     holds(rows[photo], 0.84, 0.22, 0.21)

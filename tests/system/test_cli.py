@@ -8,7 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT, encode
+from digits.imaging.png import encode
+from tests.helpers import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import ROOT, encode, free_port
+from digits.imaging.png import encode
+from tests.helpers import ROOT, free_port
 
 IMAGE = os.environ.get("IMAGE", "localhost/digits:latest")
 ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "deploy" / "podman" / "containers.conf")}
@@ -60,7 +61,7 @@ class Container:
 
 @pytest.fixture
 def run(image) -> Iterator[Callable[..., Container]]:
-    """Starts the image as the README says to: read-only, its /tmp in memory, a secret from the environment."""
+    """Starts the image as docs/operations.md says to: read-only, its /tmp in memory, a secret from the environment."""
     names: list[str] = []
 
     def started(*args: str) -> Container:

@@ -22,11 +22,12 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from digits.feedback.ids import PredictionIds, Seen, load_secret
 from digits.feedback.store import ACCEPTED, FeedbackStore
-from tests.helpers import ROOT, encode, free_port, rows
+from digits.imaging.png import encode
+from tests.helpers import ROOT, rows, start_server, wait_healthy
 
 
 def secret_of(path: str) -> bytes:
-    return load_secret(Path(path))
+    return load_secret(path=Path(path))
 
 
 def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
@@ -40,33 +41,19 @@ def test_workers_starting_together_share_one_secret(tmp_path, monkeypatch):
     assert [f.name for f in path.parent.iterdir()] == ["prediction_secret"]  # no temporary files left
 
 
-def start_server(tmp_path: Path, db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    # These tests stand for many users, and every request comes from this one address. The metrics go in the
-    # test's own directory: serve.py removes its own on exit, which a killed server never reaches.
+def serving(tmp_path: Path, db_url: str, workers: int = 1) -> tuple[subprocess.Popen, int]:
+    """serve.py on db_url, answering. These tests stand for many users, and every request comes from this one
+    address. The metrics go in the test's own directory: serve.py removes its own on exit, which a killed server
+    never reaches."""
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
         "FEEDBACK_PER_HOUR": "100000",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "serve.py", "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=1)) as conn:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    proc, port = start_server(env, "--workers", str(workers))
+    wait_healthy(port, proc)
+    return proc, port
 
 
 def post(port: int, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
@@ -102,7 +89,7 @@ def correct_many(port: int, png: bytes, n: int, acknowledged=None) -> int:
 
 def test_two_workers_take_every_correction_on_fresh_connections(tmp_path, seven_png):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    proc, port = start_server(tmp_path, url, workers=2)
+    proc, port = serving(tmp_path, url, workers=2)
     try:
         with multiprocessing.get_context("spawn").Pool(4) as pool:
             counts = pool.starmap(correct_many, [(port, seven_png, 25)] * 4)
@@ -115,7 +102,7 @@ def test_two_workers_take_every_correction_on_fresh_connections(tmp_path, seven_
 
 def test_a_replayed_correction_makes_one_row(tmp_path, seven_png):
     url = f"sqlite:///{tmp_path / 'replay.db'}"
-    proc, port = start_server(tmp_path, url, workers=2)
+    proc, port = serving(tmp_path, url, workers=2)
     try:
         status, body = post(port, "/predict", seven_png, "image/png")
         prediction_id = json.loads(body)["prediction_id"]
@@ -135,7 +122,7 @@ def test_a_replayed_correction_makes_one_row(tmp_path, seven_png):
 
 def test_killed_during_writes_the_database_stays_intact(tmp_path, seven_png):
     url = f"sqlite:///{tmp_path / 'crash.db'}"
-    proc, port = start_server(tmp_path, url)
+    proc, port = serving(tmp_path, url)
     acknowledged: list[str] = []
 
     def until_killed() -> None:
@@ -155,7 +142,7 @@ def test_killed_during_writes_the_database_stays_intact(tmp_path, seven_png):
     db.close()
     ids = PredictionIds(load_secret(), ttl_s=3600)  # the secret the server shared through data/
     assert {ids.read(a).key for a in acknowledged} <= stored  # every correction answered 201 survived the kill
-    proc, port = start_server(tmp_path, url)  # and the service starts again on it
+    proc, port = serving(tmp_path, url)  # and the service starts again on it
     try:
         assert correct_many(port, seven_png, 3) == 3
     finally:

@@ -4,8 +4,9 @@ import socket
 import time
 import urllib.request
 
+from digits.imaging.png import encode
 from digits.training.report import phone_photo
-from tests.helpers import SERVER_TIMEOUT_S, encode
+from tests.helpers import SERVER_TIMEOUT_S
 
 
 def raw_request(url: str, head: bytes, body: bytes, close_early: bool) -> bytes:

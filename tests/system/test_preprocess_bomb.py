@@ -5,7 +5,8 @@ import sys
 
 from PIL import Image
 
-from tests.helpers import ROOT, encode
+from digits.imaging.png import encode
+from tests.helpers import ROOT
 
 
 def test_decompression_bomb_never_allocates_its_size(tmp_path):

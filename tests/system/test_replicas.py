@@ -3,7 +3,6 @@
 nginx runs deploy/nginx.conf itself, with the replicas' loopback addresses in place of the compose name.
 """
 
-import contextlib
 import http.client
 import json
 import os
@@ -13,7 +12,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.helpers import ROOT, form_prediction_id, free_port
+from tests.helpers import ROOT, form_prediction_id, free_port, start_server, wait_healthy
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REPLICAS = 3
@@ -92,22 +90,6 @@ def nginx_config(workdir: Path, port: int, replica_ports: list[int]) -> str:
     )
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=1)) as conn:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"a process on port {port} did not come up: {log.read_text()[-2000:]}")
-
-
 def start_nginx(workdir: Path, replica_ports: list[int]) -> tuple[int, subprocess.Popen]:
     """nginx in workdir, which nginx's workers (nobody) must be able to enter; returns its port and process."""
     port = free_port()
@@ -129,25 +111,18 @@ def cluster(postgres_database) -> Iterator[Cluster]:
     workdir.chmod(0o755)
     # Every request comes from this one address, where the users of a real deployment are many.
     env = {**os.environ, "DATABASE_URL": database, "PREDICTION_SECRET": SECRET, "FEEDBACK_PER_HOUR": "100000"}
-    replica_ports = [free_port() for _ in range(REPLICAS)]
-    replicas = []
-    for i, port in enumerate(replica_ports):
-        with open(workdir / f"replica{i}.log", "wb") as log:
-            replicas.append(
-                subprocess.Popen(
-                    [sys.executable, "serve.py", "--port", str(port), "--workers", "1"],
-                    cwd=ROOT,
-                    # In the work directory, which is removed, because a replica killed by a test can't remove it.
-                    env={**env, "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics{i}")},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+    # Metrics in the work directory, which is removed, because a replica killed by a test can't remove it.
+    started = [
+        start_server({**env, "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics{i}")}, "--workers", "1",
+                     log=workdir / f"replica{i}.log")
+        for i in range(REPLICAS)
+    ]  # fmt: skip
+    replicas, replica_ports = [proc for proc, _ in started], [port for _, port in started]
     port, nginx = start_nginx(workdir, replica_ports)
     try:
         for i, (p, proc) in enumerate(zip(replica_ports, replicas, strict=True)):
-            wait_healthy(p, proc, workdir / f"replica{i}.log")
-        wait_healthy(port, nginx, workdir / "error.log")
+            wait_healthy(p, proc, workdir / f"replica{i}.log", timeout_s=90)
+        wait_healthy(port, nginx, workdir / "error.log", timeout_s=90)
         yield Cluster(port, replicas, replica_ports, database)
     finally:
         nginx.send_signal(signal.SIGQUIT)  # nginx's graceful stop

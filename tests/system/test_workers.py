@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.helpers import ROOT, free_port
+from tests.helpers import start_server
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -50,17 +49,9 @@ def wait_for_workers(port: int, n: int, timeout: float = 90) -> str:
 
 
 def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "WORKERS"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
-    proc = subprocess.Popen(
-        [sys.executable, "serve.py", "--port", str(port), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return proc, port
+    return start_server(env, *args)
 
 
 def pid_of(gauge_file: Path) -> int:

@@ -12,8 +12,8 @@ from digits.imaging.errors import ImageTooLarge, NoDigitFound, UnreadableImage
 from digits.imaging.fit import _thickened, preprocess, stroke_width
 from digits.imaging.groups import several_digits
 from digits.imaging.ink import ink_map
+from digits.imaging.png import encode
 from digits.training import redraw
-from tests.helpers import encode
 
 
 def prep(data: bytes) -> np.ndarray:
@@ -211,7 +211,7 @@ def photo_ink(mnist_test, i: int, light: str, paper: str) -> tuple[np.ndarray, n
     return ink_map(decode(upload)), ink_map(decode(clean))
 
 
-# Known, and left (see README, "Real handwriting"): rules that cross a shadow's edge, where the paper's estimate
+# Known, and left (see docs/model.md, "Real handwriting"): rules that cross a shadow's edge, where the paper's estimate
 # lags, leave traces joined to the digit. strict: when they stop doing so, the mark must go.
 SHADOWED_RULES = pytest.mark.xfail(strict=True, reason="rules across a shadow's edge leave traces")
 

@@ -3,6 +3,7 @@ answer that the peer servers give."""
 
 import base64
 import contextlib
+import datetime
 import json
 import os
 import platform
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,37 @@ def _answer(p: Prediction, ids: PredictionIds, sha256: str) -> dict[str, Any]:
         "input_image": base64.b64encode(png).decode("ascii"),
         "hint": p.hint,
     }
+
+
+def fmt(values: list[float], unit: str = "", digits: int = 0) -> str:
+    med, lo, hi = median_spread(values)
+    return f"{med:,.{digits}f}{unit} ({lo:,.{digits}f}–{hi:,.{digits}f})"
+
+
+def post(url: str, data: bytes, content_type: str = "image/png") -> float:
+    """Seconds for one POST, checking the answer is a 200."""
+    start = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers={"Content-Type": content_type})) as r:
+        r.read()
+        assert r.status == 200
+    return time.perf_counter() - start
+
+
+def stamp(section: str, rounds: int, seconds: int = 0, unit: str = "runs") -> str:
+    """Where, when and how a section was measured: rounds of `seconds` each, or of one `unit` each."""
+    each = f"{unit} of {seconds} s" if seconds else unit
+    return (
+        f"Measured {datetime.date.today()} on {machine()}, with `python bench/bench.py --only {section}`. "
+        f"Medians of {rounds} {each}, with the spread (min–max) in brackets."
+    )
+
+
+def per_call(fn: Callable[[], object], repeats: int, number: int = 500) -> float:
+    """Microseconds per call: the median over repeats of the mean of number calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return float(np.median(times)) * 1e6

@@ -29,7 +29,7 @@ from tests.helpers import bench_module
 CPU_BOUND_S = 0.5  # the most CPU one input may cost a worker
 
 
-hostile = bench_module("hostile")
+hostile = bench_module("hostile_files")
 CORPUS = hostile.CORPUS
 
 

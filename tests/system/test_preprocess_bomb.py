@@ -13,7 +13,9 @@ def test_decompression_bomb_never_allocates_its_size(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(encode(Image.new("1", (20_000, 20_000))))
     code = (
-        "import resource, sys\nfrom digits.imaging.decode import decode\nfrom digits.imaging.errors import ImageTooLarge\n"
+        "import resource, sys\n"
+        "from digits.imaging.decode import decode\n"
+        "from digits.imaging.errors import ImageTooLarge\n"
         "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
         "data = open(sys.argv[1], 'rb').read(); before = peak()\n"
         "try: decode(data)\n"

@@ -13,23 +13,18 @@ from functools import partial
 
 import anyio.to_thread
 import torch
-from anyio import CapacityLimiter
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from digits.feedback.ids import PredictionIds, load_secret
-from digits.feedback.store import FeedbackStore
-from digits.inference.predictor import Predictor
 from digits.paths import STATIC
 from digits.service import errors
-from digits.service.answers import Answers
 from digits.service.config import Settings
 from digits.service.edge import BodyLimit, SecurityHeaders
 from digits.service.observability import WORKERS, Observability, setup_access_log
 from digits.service.openapi import openapi
 from digits.service.routes import corrections, operations, pages, predict
-from digits.service.uploads import Receiving
+from digits.service.worker import Worker
 
 
 @asynccontextmanager
@@ -45,16 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # uvicorn --workers. /predict's micro-batches have a thread of their own, and its costly uploads
     # decode_threads, so that neither waits for the other, nor for the sync endpoints.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
-    state = app.state
-    state.settings = settings
-    state.predictor = Predictor(settings.weights, settings.max_image_pixels)
-    state.secret = load_secret(settings.prediction_secret.get_secret_value())
-    state.ids = PredictionIds(state.secret, settings.feedback_ttl_s)
-    state.feedback = FeedbackStore(settings.database_url)
-    state.answers = Answers(state.predictor, state.ids)
-    state.batcher = predict.micro_batcher(state.answers, settings.micro_batch)
-    state.decoders = CapacityLimiter(settings.decode_threads)
-    state.receiving = Receiving()
+    app.state.worker = worker = Worker.start(settings)
     setup_access_log()
     WORKERS.inc()
     # Everything loaded so far lives as long as the worker. A full collection walked all of it (260,000
@@ -63,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     gc.unfreeze()
     WORKERS.dec()
-    state.feedback.close()
+    worker.store.close()
 
 
 # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the service itself, not from a CDN.

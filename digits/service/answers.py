@@ -2,10 +2,8 @@
 in /metrics, whichever route gave it; and the micro-batch's work on the model's thread."""
 
 import base64
-from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, Request
 
 from digits.feedback.ids import PredictionIds
 from digits.imaging.errors import ImageError
@@ -130,10 +128,3 @@ class Answers:
         for (i, _), prediction in zip(ready, predictions, strict=True):
             out[i] = self.to_out(prediction)
         return [out[i] for i in range(len(items))]
-
-
-def answers(request: Request) -> Answers:
-    return request.app.state.answers
-
-
-AnswersDep = Annotated[Answers, Depends(answers)]

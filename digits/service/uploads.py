@@ -2,8 +2,7 @@
 repeated field 'files', each read within the upload cap, the time limit and the worker's receiving budget."""
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from digits.service.config import Settings
-from digits.service.deps import SettingsDep
+from digits.service.worker import Receiving, WorkerDep
 
 UPLOAD_HINT = (
     "send the image as multipart field 'file' (curl -F file=@digit.png) or as a raw image body "
@@ -27,41 +26,6 @@ class Upload:
     data: bytes
     filename: str | None = None
     number: bool = False  # the page's form asked to read a whole number
-
-
-class Receiving:
-    """The bytes of unfinished uploads that a worker holds, within its budget: sixty slow 10 MiB uploads held
-    574 MB. One per worker; one event loop, so no lock."""
-
-    def __init__(self) -> None:
-        self.held = 0
-
-    @asynccontextmanager
-    async def upload(self, budget: int) -> AsyncIterator[Callable[[int], None]]:
-        """Counts one upload's bytes while it arrives, and gives them back when it is read or refused."""
-        mine = 0
-
-        def held(more: int) -> None:
-            nonlocal mine
-            mine += more
-            self.held += more
-            if self.held > budget:
-                raise HTTPException(
-                    503, detail="the service is busy receiving other uploads; send it again in a few seconds",
-                    headers={"Retry-After": "5"},
-                )  # fmt: skip
-
-        try:
-            yield held
-        finally:
-            self.held -= mine
-
-
-def receiving(request: Request) -> Receiving:
-    return request.app.state.receiving
-
-
-ReceivingDep = Annotated[Receiving, Depends(receiving)]
 
 
 async def read_body(request: Request, settings: Settings, budget: Receiving) -> bytes:
@@ -130,8 +94,9 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def image_upload(request: Request, settings: SettingsDep, budget: ReceivingDep) -> Upload:
+async def image_upload(request: Request, worker: WorkerDep) -> Upload:
     """One image, from multipart field 'file' or from the raw body."""
+    settings, budget = worker.settings, worker.receiving
     ctype = content_type(request)
     if ctype == "multipart/form-data":
         too_many = HTTPException(400, detail="send one file per request to /predict; use /predict/batch for several")
@@ -149,8 +114,9 @@ async def image_upload(request: Request, settings: SettingsDep, budget: Receivin
     raise HTTPException(415, detail=f"Content-Type {ctype} is not an image; {UPLOAD_HINT}")
 
 
-async def batch_upload(request: Request, settings: SettingsDep, budget: ReceivingDep) -> list[Upload]:
+async def batch_upload(request: Request, worker: WorkerDep) -> list[Upload]:
     """Up to max_batch_files images from the repeated multipart field 'files'."""
+    settings, budget = worker.settings, worker.receiving
     limit = settings.max_batch_files
     if content_type(request) != "multipart/form-data":
         raise HTTPException(

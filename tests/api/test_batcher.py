@@ -180,7 +180,7 @@ def test_a_bad_upload_among_good_ones_fails_alone(server, seven_png):
 def test_the_service_batches_uploads_that_arrive_while_the_model_is_busy(seven_png, monkeypatch):
     """The service's own micro-batcher: uploads that arrive while a forward pass runs share the next one."""
     with TestClient(app) as client:
-        state = app.state
+        state = app.state.worker
         batches: list[int] = []
         release, queued = threading.Event(), threading.Semaphore(0)
         finish, submit = state.predictor.finish, state.batcher.submit

@@ -9,7 +9,8 @@ from fastapi import HTTPException, Request
 
 from digits.service.config import Settings
 from digits.service.edge import BodyLimit
-from digits.service.uploads import Receiving, read_body
+from digits.service.uploads import read_body
+from digits.service.worker import Receiving
 from main import app
 
 

@@ -27,7 +27,7 @@ def test_correction_round_trip_through_the_api(fresh_client, db_url, seven_png):
     [row] = rows(db_url)
     assert row["label"] == 1
     assert row["predicted"] == 7
-    assert row["prediction_id"] == fresh_client.app.state.ids.read(p["prediction_id"]).key
+    assert row["prediction_id"] == fresh_client.app.state.worker.ids.read(p["prediction_id"]).key
     assert row["confidence"] == p["confidence"]  # what was shown
     assert row["model_sha256"] == fresh_client.get("/model").json()["sha256"]
     assert Image.open(io.BytesIO(row["image_png"])).size == (28, 28)  # what the model saw, not the upload
@@ -43,7 +43,7 @@ def test_correction_round_trip_through_the_api(fresh_client, db_url, seven_png):
         "client",
         "review",
     }  # no client address (a keyed hash of it), no original file
-    assert row["client"] == client_key(fresh_client.app.state.secret, "testclient")
+    assert row["client"] == client_key(fresh_client.app.state.worker.secret, "testclient")
     assert "testclient" not in str(row["client"])
     assert row["review"] == "pending"  # untrusted until an operator accepts it
     stats = fresh_client.get("/feedback/stats").json()

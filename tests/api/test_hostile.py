@@ -113,7 +113,7 @@ def test_one_uploads_preprocessing_never_holds_back_anothers_answer(client, seve
     since a costly upload is prepared apart and only its forward pass joins a batch."""
     slow = encode(Image.new("L", (1000, 1000), 255))  # a megapixel: estimated too costly for the model's thread
     stuck, release = threading.Event(), threading.Event()
-    prepare = client.app.state.predictor.prepare
+    prepare = client.app.state.worker.predictor.prepare
 
     def held(data: bytes) -> tuple[np.ndarray, bool]:
         if data == slow:
@@ -121,7 +121,7 @@ def test_one_uploads_preprocessing_never_holds_back_anothers_answer(client, seve
             release.wait(10)
         return prepare(data)
 
-    monkeypatch.setattr(client.app.state.predictor, "prepare", held)
+    monkeypatch.setattr(client.app.state.worker.predictor, "prepare", held)
     answers = []
     first = threading.Thread(target=lambda: answers.append(client.post("/predict", content=slow)))
     first.start()
@@ -247,7 +247,7 @@ def test_a_lower_pixel_limit_holds_on_every_path():
 
 
 def test_a_bad_upload_spoils_no_other_in_its_micro_batch(client, seven_png):
-    bad, good = app.state.answers.micro_batch([b"not an image", seven_png])
+    bad, good = app.state.worker.answers.micro_batch([b"not an image", seven_png])
     assert isinstance(bad, UnreadableImage)
     assert isinstance(good, PredictionOut)
     assert good.digit == 7

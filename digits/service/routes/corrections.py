@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from digits.feedback.ids import Seen, client_key
-from digits.service.deps import IdsDep, SettingsDep, StoreDep, operator
 from digits.service.schemas import FeedbackIn, FeedbackOut, FeedbackStats
+from digits.service.worker import WorkerDep, operator
 
 # /feedback's JSON: the longest prediction id, and room for the rest (main.py's BodyLimit).
 FEEDBACK_BODY_BYTES = 65536 + 1024
@@ -14,10 +14,10 @@ FEEDBACK_BODY_BYTES = 65536 + 1024
 router = APIRouter()
 
 
-def client(request: Request) -> str:
+async def client(request: Request, worker: WorkerDep) -> str:
     """The keyed hash that counts a client's corrections. request.client is the address uvicorn trusts: a proxy's
     X-Forwarded-For only from --forwarded-allow-ips."""
-    return client_key(request.app.state.secret, request.client.host if request.client else "")
+    return client_key(worker.secret, request.client.host if request.client else "")
 
 
 Client = Annotated[str, Depends(client)]
@@ -35,10 +35,8 @@ def checked_label(seen: Seen, label: int | str) -> int | str:
     return label
 
 
-def stored(
-    store: StoreDep, settings: SettingsDep, who: Client, seen: Seen, label: int | str, prediction_id: str
-) -> FeedbackOut:
-    row = store.record(seen, label, who, settings.feedback_per_hour)
+def stored(worker: WorkerDep, who: Client, seen: Seen, label: int | str, prediction_id: str) -> FeedbackOut:
+    row = worker.store.record(seen, label, who, worker.settings.feedback_per_hour)
     return FeedbackOut(id=row, prediction_id=prediction_id, predicted=seen.predicted, label=label)
 
 
@@ -53,14 +51,14 @@ def stored(
         503: {"description": "the database is unavailable"},
     },
 )
-def feedback(correction: FeedbackIn, ids: IdsDep, store: StoreDep, settings: SettingsDep, who: Client) -> FeedbackOut:
+def feedback(correction: FeedbackIn, worker: WorkerDep, who: Client) -> FeedbackOut:
     """Record the right digit for an earlier prediction, named by its `prediction_id`."""
     # The model's own answer sent back is stored too: it says that a doubtful answer was right.
-    seen = ids.read(correction.prediction_id)
-    return stored(store, settings, who, seen, checked_label(seen, correction.label), correction.prediction_id)
+    seen = worker.ids.read(correction.prediction_id)
+    return stored(worker, who, seen, checked_label(seen, correction.label), correction.prediction_id)
 
 
 @router.get("/feedback/stats", dependencies=[Depends(operator)], responses={401: {"description": "STATS_TOKEN needed"}})
-def feedback_stats(store: StoreDep) -> FeedbackStats:
+def feedback_stats(worker: WorkerDep) -> FeedbackStats:
     """How many corrections there are, per true digit and per digit the model had said."""
-    return FeedbackStats(**store.stats())
+    return FeedbackStats(**worker.store.stats())

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from digits.service.deps import PredictorDep, operator
 from digits.service.observability import render_metrics
 from digits.service.schemas import Health, ModelInfo
+from digits.service.worker import WorkerDep, operator
 
 router = APIRouter()
 
@@ -26,7 +26,8 @@ async def metrics() -> Response:
 
 
 @router.get("/model")
-def model_info(predictor: PredictorDep) -> ModelInfo:
+def model_info(worker: WorkerDep) -> ModelInfo:
+    predictor = worker.predictor
     meta = predictor.metadata
     return ModelInfo(
         architecture=meta.get("architecture", "MLP 784-256-128-10"),

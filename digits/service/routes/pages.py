@@ -9,13 +9,12 @@ from fastapi.templating import Jinja2Templates
 
 from digits.inference.explain import runner_up
 from digits.paths import TEMPLATES
-from digits.service.answers import AnswersDep
-from digits.service.deps import IdsDep, SettingsDep, StoreDep
 from digits.service.errors import FAMILIES, as_http
 from digits.service.openapi import IMAGE_BODY, PAGE_ERRORS
 from digits.service.routes.corrections import Client, checked_label, stored
 from digits.service.schemas import LABEL, MAX_ID_CHARS
-from digits.service.uploads import ReceivingDep, Upload, image_upload
+from digits.service.uploads import Upload, image_upload
+from digits.service.worker import WorkerDep
 
 router = APIRouter()
 templates = Jinja2Templates(directory=TEMPLATES)
@@ -45,10 +44,10 @@ def upload_page(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "upload.html")
 
 
-async def optional_upload(request: Request, settings: SettingsDep, budget: ReceivingDep) -> Upload | HTTPException:
+async def optional_upload(request: Request, worker: WorkerDep) -> Upload | HTTPException:
     # The page shows the error itself, so it takes the failure as a value instead of a JSON answer.
     try:
-        return await image_upload(request, settings, budget)
+        return await image_upload(request, worker)
     except HTTPException as e:
         return e
 
@@ -57,17 +56,16 @@ async def optional_upload(request: Request, settings: SettingsDep, budget: Recei
 def upload_result(
     request: Request,
     upload: Annotated[Upload | HTTPException, Depends(optional_upload)],
-    answers: AnswersDep,
-    settings: SettingsDep,
+    worker: WorkerDep,
 ) -> HTMLResponse:
     """The result page for the plain HTML form; a bad upload gets the form back with the reason."""
     if isinstance(upload, HTTPException):
         return error_page(request, upload)
     try:
         if upload.number:
-            number = answers.number(upload.data, settings.max_number_digits, explained=True)
+            number = worker.answers.number(upload.data, worker.settings.max_number_digits, explained=True)
             return templates.TemplateResponse(request, "number.html", {"number": number, "filename": upload.filename})
-        prediction = answers.digit(upload.data, explained=True)
+        prediction = worker.answers.digit(upload.data, explained=True)
     except FAMILIES as e:
         return error_page(request, e)
     context = {"prediction": prediction, "runner_up": runner_up(prediction.probabilities), "filename": upload.filename}
@@ -79,18 +77,16 @@ def feedback_form(
     request: Request,
     prediction_id: Annotated[str, Form(max_length=MAX_ID_CHARS)],
     label: Annotated[str, Form(pattern=LABEL)],
-    ids: IdsDep,
-    store: StoreDep,
-    settings: SettingsDep,
+    worker: WorkerDep,
     who: Client,
 ) -> HTMLResponse:
     """The correction from the result page's plain form. The model's own answer sent back changes nothing."""
     try:
-        seen = ids.read(prediction_id)  # an id of other characters is no genuine one either
+        seen = worker.ids.read(prediction_id)  # an id of other characters is no genuine one either
         right = checked_label(seen, label)
         if right == seen.predicted:
             return templates.TemplateResponse(request, "thanks.html", {"saved": None, "label": label}, status_code=200)
-        saved = stored(store, settings, who, seen, right, prediction_id)
+        saved = stored(worker, who, seen, right, prediction_id)
     except (HTTPException, *FAMILIES) as e:
         return error_page(request, e)
     return templates.TemplateResponse(request, "thanks.html", {"saved": saved}, status_code=201)

@@ -11,73 +11,47 @@ from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
-from anyio import CapacityLimiter
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from digits.inference.predictor import Prepared
-from digits.service.answers import Answers, AnswersDep, Costly
-from digits.service.batcher import MicroBatcher
-from digits.service.deps import PredictorDep, SettingsDep
+from digits.service.answers import Costly
 from digits.service.disconnects import in_thread, unless_gone
 from digits.service.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from digits.service.schemas import BatchOut, NumberOut, PredictionOut
 from digits.service.uploads import BatchUpload, ImageUpload
+from digits.service.worker import WorkerDep
 
 router = APIRouter()
 # ?explain=true: costs about 0.7 ms a digit (explain.py), and nothing when it isn't asked for.
 Explain = Annotated[bool, Query(description="add an `explanation` picture to each digit's answer")]
-Batcher = MicroBatcher[bytes | Prepared, PredictionOut | Costly]
-
-
-def batcher(request: Request) -> Batcher:
-    return request.app.state.batcher
-
-
-def decoders(request: Request) -> CapacityLimiter:
-    """The threads that decode costly uploads, beside the model's thread (Settings.decode_threads)."""
-    return request.app.state.decoders
-
-
-def micro_batcher(answers: Answers, size: int) -> Batcher:
-    """/predict's micro-batcher: its batches run on a thread of their own, the model's."""
-    return MicroBatcher(answers.micro_batch, size, CapacityLimiter(1))
 
 
 @router.post("/predict", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
-async def predict(
-    request: Request,
-    upload: ImageUpload,
-    answers: AnswersDep,
-    predictor: PredictorDep,
-    batched: Annotated[Batcher, Depends(batcher)],
-    decoding: Annotated[CapacityLimiter, Depends(decoders)],
-    explain: Explain = False,
-) -> PredictionOut:
+async def predict(request: Request, upload: ImageUpload, worker: WorkerDep, explain: Explain = False) -> PredictionOut:
     """Predict the digit in one image, sent as multipart field `file` or as the raw body."""
     if explain:  # the page's requests, one at a time: no micro-batch to join
-        return await in_thread(request, partial(answers.digit, upload.data, True))
-    answer = await batched.submit(upload.data)
+        return await in_thread(request, partial(worker.answers.digit, upload.data, True))
+    answer = await worker.batcher.submit(upload.data)
     if isinstance(answer, Costly):
-        prepared = await unless_gone(
-            request, anyio.to_thread.run_sync(predictor.prepare, upload.data, limiter=decoding)
-        )
-        answer = await unless_gone(request, batched.submit(prepared))
+        decoding = anyio.to_thread.run_sync(worker.predictor.prepare, upload.data, limiter=worker.decoders)
+        prepared = await unless_gone(request, decoding)
+        answer = await unless_gone(request, worker.batcher.submit(prepared))
     assert isinstance(answer, PredictionOut), "a prepared upload is never handed back"
     return answer
 
 
 @router.post("/predict/number", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
 async def predict_number(
-    request: Request, upload: ImageUpload, answers: AnswersDep, settings: SettingsDep, explain: Explain = False
+    request: Request, upload: ImageUpload, worker: WorkerDep, explain: Explain = False
 ) -> NumberOut:
     """Read a whole number: every digit in one image, left to right, each with its box in the image."""
-    return await in_thread(request, partial(answers.number, upload.data, settings.max_number_digits, explain))
+    number = partial(worker.answers.number, upload.data, worker.settings.max_number_digits, explain)
+    return await in_thread(request, number)
 
 
 @router.post("/predict/batch", responses=ERRORS, openapi_extra={"requestBody": BATCH_BODY})
 async def predict_batch(
-    request: Request, uploads: BatchUpload, answers: AnswersDep, settings: SettingsDep, explain: Explain = False
+    request: Request, uploads: BatchUpload, worker: WorkerDep, explain: Explain = False
 ) -> BatchOut:
     """Predict many images in one call; a bad image gets an `error` entry in its place."""
-    work = partial(answers.batch, [u.data for u in uploads], settings.batch_budget_ms, explain)
+    work = partial(worker.answers.batch, [u.data for u in uploads], worker.settings.batch_budget_ms, explain)
     return await in_thread(request, work)

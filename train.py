@@ -40,6 +40,7 @@ from digits.paths import REPORTS
 from digits.training import dataset
 from digits.training.finetune import (
     FEEDBACK_WEIGHTS,
+    accuracy_by_model,
     export_feedback,
     learn_from_feedback,
     load_feedback,
@@ -176,6 +177,7 @@ def main(args: argparse.Namespace) -> None:
     torch.manual_seed(recipe.seed)
     g = torch.Generator(device=device).manual_seed(recipe.seed)
     if args.command == "feedback":
+        accuracy_by_model(args.database_url)
         corrections = load_feedback(args.database_url, device)
         if not len(corrections[0]):
             nothing_to_learn(args.database_url)

@@ -29,6 +29,7 @@ from digits.feedback.ids import PredictionIds
 from digits.imaging.errors import ImageError
 from digits.imaging.png import to_png
 from digits.inference.predictor import Prediction, Predictor
+from digits.inference.weights import model_id
 
 
 def ensure_wrk() -> str:
@@ -261,6 +262,7 @@ def _answer(p: Prediction, ids: PredictionIds, sha256: str) -> dict[str, Any]:
         "prediction_id": ids.issue(png, p.digit, p.confidence, sha256),
         "input_image": base64.b64encode(png).decode("ascii"),
         "hint": p.hint,
+        "model": model_id(sha256),
     }
 
 

@@ -239,6 +239,7 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
         input_image="",
         hint=None,
         prediction_id=ids.issue(small, p.digit, p.confidence, predictor.sha256),
+        model=predictor.model_id,
     )
     adapter = TypeAdapter(PredictionOut)
     log = logging.getLogger("bench.access")

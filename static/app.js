@@ -43,6 +43,7 @@ function clearResult() {
   $("upload-figure").hidden = true;
   $("why").hidden = true;
   $("why-pictures").replaceChildren();
+  $("model").hidden = true;
 }
 
 // --- one digit, or a whole number on a wide canvas ---
@@ -198,6 +199,9 @@ async function send(blob, name, onCanvas = false) {
   $("placeholder").hidden = true;
   if (asNumber) showNumber(data, onCanvas ? null : blob);
   else showPrediction(data, onCanvas ? null : blob);
+  // Which weights answered, small, at the end: what a correction is tied to, and what /model describes.
+  $("model").textContent = `Model ${data.model}`;
+  $("model").hidden = false;
   bringIntoView();
 }
 

@@ -31,7 +31,7 @@ def name(c: Listed) -> str:
 
 def describe(c: Listed) -> str:
     return (
-        f"{name(c)}: the model read {c.predicted} ({c.confidence:.0%} sure), the user says {c.label}; "
+        f"{name(c)}: model {c.model} read {c.predicted} ({c.confidence:.0%} sure), the user says {c.label}; "
         f"{c.client_total} correction{'s' if c.client_total != 1 else ''} from this client"
     )
 

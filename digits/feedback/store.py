@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from digits.feedback.ids import Seen
+from digits.inference.weights import model_id
 from digits.paths import DATA
 
 DEFAULT_DATABASE_URL = f"sqlite:///{DATA / 'feedback.db'}"
@@ -111,6 +112,7 @@ class Listed:
     label: str
     confidence: float
     client_total: int  # corrections from the same client, in all
+    model: str  # the weights that made the prediction (model_id)
 
 
 class TooManyCorrections(ValueError):
@@ -270,17 +272,35 @@ class FeedbackStore:
             )
             found = []
             for table in TABLES:
-                image = table.c.crops_png if table is number_corrections else table.c.image_png
+                c = table.c
+                image = c.crops_png if table is number_corrections else c.image_png
                 rows = conn.execute(
-                    select(table.c.id, image, table.c.predicted, table.c.label, table.c.confidence, table.c.client)
-                    .where(table.c.review == review)
-                    .order_by(table.c.id)
+                    select(c.id, image, c.predicted, c.label, c.confidence, c.client, c.model_sha256)
+                    .where(c.review == review)
+                    .order_by(c.id)
                 )
                 found += [
-                    Listed(table.name, i, png, str(predicted), str(label), confidence, sent.get(client, 0))
-                    for i, png, predicted, label, confidence, client in rows
+                    Listed(
+                        table.name, i, png, str(predicted), str(label), confidence, sent.get(client, 0), model_id(sha)
+                    )
+                    for i, png, predicted, label, confidence, client, sha in rows
                 ]
         return found
+
+    def by_model(self, review: str = ACCEPTED) -> dict[str, tuple[int, int]]:
+        """For each model (model_id), how many of its predictions were corrected with this review, and in how many
+        of those the user confirmed its answer: its accuracy on what users chose to correct."""
+        counts: dict[str, list[int]] = {}
+        with self.engine.connect() as conn:
+            for table in TABLES:
+                rows = conn.execute(
+                    select(table.c.model_sha256, table.c.predicted, table.c.label).where(table.c.review == review)
+                )
+                for sha, predicted, label in rows:
+                    seen = counts.setdefault(model_id(sha), [0, 0])
+                    seen[0] += 1
+                    seen[1] += str(predicted) == str(label)
+        return {model: (n, right) for model, (n, right) in counts.items()}
 
     def judge(self, table: str, row: int, verdict: str) -> None:
         """Record an operator's verdict, ACCEPTED or REJECTED, on one correction."""

@@ -20,6 +20,7 @@ from digits.inference.weights import (
     file_sha256,
     load_model,
     model_from_state,
+    model_id,
     sha256_path,
 )
 from model import MLP
@@ -83,6 +84,11 @@ class Predictor:
         predictor.sha256 = ""  # a file's hash, and there is no file yet
         predictor._use(model_from_state({k: v.cpu() for k, v in state.items()}), metadata, max_pixels)
         return predictor
+
+    @property
+    def model_id(self) -> str:
+        """The short id that every answer carries (weights.model_id)."""
+        return model_id(self.sha256)
 
     def _use(self, model: MLP, metadata: dict[str, str], max_pixels: int) -> None:
         self.model = model

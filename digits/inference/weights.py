@@ -20,6 +20,12 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def model_id(sha256: str) -> str:
+    """How answers, corrections and the review name weights: the first 12 characters of their sha256, as git
+    names commits. /model gives the whole."""
+    return sha256[:12]
+
+
 def sha256_path(weights: Path) -> Path:
     """Where a weights file's sha256 is recorded, in `sha256sum` format."""
     return weights.with_suffix(".sha256")

@@ -77,6 +77,7 @@ class Answers:
             input_image=b64(png),
             prediction_id=prediction_id,
             explanation=explanation,
+            model=self.predictor.model_id,
         )
 
     def digit(self, data: bytes, explained: bool = False) -> PredictionOut:
@@ -97,13 +98,14 @@ class Answers:
         confidence = round(reading.confidence, 6)
         prediction_id = self.ids.issue(crops, reading.number, confidence, self.predictor.sha256)
         return NumberOut(number=reading.number, prediction_id=prediction_id, digits=digits,
-                         confidence=confidence, uncertain=reading.uncertain)  # fmt: skip
+                         confidence=confidence, uncertain=reading.uncertain, model=self.predictor.model_id)  # fmt: skip
 
     def batch(self, uploads: list[bytes], budget_ms: float, explained: bool) -> BatchOut:
         results = self.predictor.predict_many(uploads, budget_ms)
         answers = iter(self.to_outs([r for r in results if not isinstance(r, ImageError)], explained))
         return BatchOut(
-            predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else next(answers) for r in results]
+            predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else next(answers) for r in results],
+            model=self.predictor.model_id,
         )
 
     def micro_batch(self, items: list[bytes | Prepared]) -> list[PredictionOut | Costly | Exception]:

@@ -10,6 +10,7 @@ MAX_ID_CHARS = 65536
 LABEL = r"^[0-9]{1,64}$"  # a right number, as a string of digits
 ID_CHARS = r"^[A-Za-z0-9_.-]+$"  # a prediction id is URL-safe base64 and dots (itsdangerous)
 
+MODEL = "the weights that gave the answer: the first 12 characters of their sha256; /model gives the whole record"
 EXPLANATION = (
     "with ?explain=true: why this digit, as a 28×28 RGB PNG, base64-encoded like input_image. The input's ink is "
     "grey; orange marks the ink that pushed the answer towards `digit`, blue the ink that pushed it away. When "
@@ -36,6 +37,7 @@ class PredictionOut(BaseModel):
         None, description="what to do next: set when the image seems to hold several digits, or no digit at all"
     )
     explanation: str | None = Field(default=None, description=EXPLANATION)
+    model: str = Field(description=MODEL)
 
 
 class NumberDigitOut(BaseModel):
@@ -54,6 +56,7 @@ class NumberOut(BaseModel):
     digits: list[NumberDigitOut]
     confidence: float = Field(ge=0, le=1, description="the probability that every digit is right")
     uncertain: bool = Field(description="true when a digit, or where the digits were told apart, is doubtful")
+    model: str = Field(description=MODEL)
 
 
 class BatchError(BaseModel):
@@ -62,6 +65,7 @@ class BatchError(BaseModel):
 
 class BatchOut(BaseModel):
     predictions: list[PredictionOut | BatchError]
+    model: str = Field(description=MODEL)
 
 
 class FeedbackIn(BaseModel):
@@ -78,6 +82,7 @@ class FeedbackOut(BaseModel):
     prediction_id: str
     predicted: int | str
     label: int | str
+    model: str = Field(description="the weights that made the prediction corrected, as its answer named them")
 
 
 class FeedbackStats(BaseModel):
@@ -85,10 +90,12 @@ class FeedbackStats(BaseModel):
     numbers: int = Field(description="corrections of whole numbers")
     by_label: dict[str, int] = Field(description="corrections per true digit")
     by_predicted: dict[str, int] = Field(description="corrections per digit the model had said")
+    model: str = Field(description="the weights in service")
 
 
 class Health(BaseModel):
     status: str
+    model: str = Field(description="the weights in service: during a rollout, which replica serves which")
 
 
 class ModelInfo(BaseModel):
@@ -96,4 +103,5 @@ class ModelInfo(BaseModel):
     parameters: int
     test_accuracy: float | None
     sha256: str
+    model: str = Field(description="the short id that answers carry: the first 12 characters of sha256")
     metadata: dict[str, Any] = Field(description="what train.py recorded with the weights: its figures and recipe")

@@ -39,6 +39,13 @@ def load_feedback(url: str, device: torch.device) -> tuple[torch.Tensor, torch.T
     return to_float(torch.from_numpy(images), device), torch.tensor([label for _, label in rows], device=device)
 
 
+def accuracy_by_model(database_url: str) -> None:
+    """How each model fared on what users corrected: its answers that the accepted corrections confirmed."""
+    with FeedbackStore(database_url) as store:
+        for model, (n, right) in sorted(store.by_model().items()):
+            print(f"model {model}: {n} accepted corrections of its answers, {right} confirming them ({right / n:.0%})")
+
+
 def nothing_to_learn(database_url: str) -> None:
     """Says why there is nothing to fine-tune on, before any data is loaded."""
     with FeedbackStore(database_url) as store:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from digits.imaging.png import encode, to_png
 from digits.inference.predictor import NOT_A_DIGIT
+from tests.helpers import rows
 
 
 def png_file(data: bytes, name: str = "digit.png") -> dict:
@@ -97,7 +98,7 @@ def test_batch_needs_multipart(client, seven_png):
 def test_healthz(client):
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok"}
+    assert r.json() == {"status": "ok", "model": client.app.state.worker.predictor.sha256[:12]}
 
 
 def test_model_metadata(client):
@@ -294,3 +295,30 @@ def test_the_api_docs_allow_their_one_inline_script_by_hash(client):
     assert "cdn" not in r.text.lower()
     for asset in re.findall(r'(?:src|href)="(/[^"]+)"', r.text):
         assert client.get(asset).status_code == 200, asset
+
+
+def test_every_answer_names_the_model_that_gave_it(client, seven_png):
+    """During a rollout two replicas may answer differently: each answer says which weights gave it."""
+    model = client.app.state.worker.predictor.sha256[:12]
+    upload = {"file": ("seven.png", seven_png, "image/png")}
+    digit = client.post("/predict", files=upload).json()
+    answers = [
+        digit,
+        client.post("/predict/number", files=upload).json(),
+        client.post("/predict/batch", files=[("files", ("a.png", seven_png, "image/png"))]).json(),
+        client.post("/feedback", json={"prediction_id": digit["prediction_id"], "label": 1}).json(),
+        client.get("/feedback/stats").json(),
+        client.get("/healthz").json(),
+        client.get("/model").json(),
+    ]
+    assert [a["model"] for a in answers] == [model] * len(answers)
+    assert answers[2]["predictions"][0]["model"] == model
+
+
+def test_a_correction_stores_the_model_its_id_signed_not_one_it_claims(fresh_client, db_url, seven_png):
+    digit = fresh_client.post("/predict", files={"file": ("seven.png", seven_png, "image/png")}).json()
+    forged = {"prediction_id": digit["prediction_id"], "label": 2, "model": "0123456789ab"}
+    stored = fresh_client.post("/feedback", json=forged).json()
+    assert stored["model"] == digit["model"]
+    [row] = rows(db_url)
+    assert row["model_sha256"] == fresh_client.app.state.worker.predictor.sha256

@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import create_engine, select, text, update
 
 from digits.feedback.ids import Seen, client_key, load_secret
-from digits.feedback.store import FeedbackStore, TooManyCorrections, corrections
+from digits.feedback.store import ACCEPTED, FeedbackStore, TooManyCorrections, corrections
 from digits.imaging.png import encode
 from main import app
 from tests.helpers import form_prediction_id, rows
@@ -308,3 +308,21 @@ def test_a_database_from_before_reviews_is_migrated(tmp_path):
         store.record(Seen("2" * 32, b"png", 3, 0.5, "0" * 64), 8, "someone", per_hour=1)
     with create_engine(url).connect() as conn:
         assert conn.execute(text("SELECT max(version) FROM schema_version")).scalar() == 3
+
+
+def test_accuracy_on_corrections_is_counted_per_model(tmp_path):
+    """What `train.py feedback` reports: for each model, its accepted corrections and how many confirmed it."""
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    old, new = "a" * 64, "b" * 64
+    made: list[tuple[Seen, int | str]] = [
+        (Seen(f"{1:032x}", b"png", 7, 0.9, old), 1),
+        (Seen(f"{2:032x}", b"png", 7, 0.9, old), 7),
+        (Seen(f"{3:032x}", b"png", "17", 0.9, new), "17"),
+        (Seen(f"{4:032x}", b"png", 3, 0.9, new), 8),
+    ]
+    for seen, label in made:
+        row = store.record(seen, label, "someone", per_hour=10)
+        store.judge("number_corrections" if seen.number else "corrections", row, ACCEPTED)
+    store.record(Seen(f"{5:032x}", b"png", 7, 0.9, old), 7, "someone", per_hour=10)  # pending: not counted
+    assert store.by_model() == {"a" * 12: (2, 1), "b" * 12: (2, 1)}
+    assert [c.model for c in store.listed()] == ["a" * 12]

@@ -24,6 +24,7 @@ from tests.browser.drawing import (
 
 def test_draw_a_one(page):
     draw_and_predict_a_one(page)
+    expect(page.get_by_test_id("model")).to_have_text(re.compile(r"^Model [0-9a-f]{12}$"))  # which weights answered
 
 
 def test_draw_a_seven_in_two_strokes(page):
@@ -167,6 +168,7 @@ def test_without_javascript_the_form_still_works(browser, server, seven_png):
     page.wait_for_load_state()
     expect(page.get_by_test_id("result-digit")).to_have_text("7")
     expect(page.get_by_test_id("probabilities").locator("li")).to_have_count(10)
+    expect(page.locator(".model")).to_have_text(re.compile(r"^Model [0-9a-f]{12}$"))
     context.close()
 
 

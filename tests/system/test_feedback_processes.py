@@ -176,6 +176,7 @@ def test_retraining_moves_the_model_toward_the_corrections(tmp_path, mnist_test)
         "feedback", "--epochs", "1", "--subset", "10000", "--quiet", "--no-report", "--out", str(out), env_url=url
     )
     assert r.returncode == 0, r.stderr
+    assert re.search(r"^model \w{12}: \d+ accepted corrections of its answers", r.stdout, re.MULTILINE), r.stdout
     found = re.search(r"held-out corrections: ([\d.]+)% -> ([\d.]+)%", r.stdout)
     assert found, r.stdout
     before, after = map(float, found.groups())
@@ -269,6 +270,7 @@ def test_review_accepts_and_rejects_by_name(tmp_path, mnist_test):
     listed = review("--list", "pending")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("the user says 1") == 3
+    assert listed.stdout.count("model 000000000000 read 7") == 3  # the model that erred, named as answers name it
     assert "3 corrections from this client" in listed.stdout
     assert review("--accept", "digit-1", "--reject", "digit-2").returncode == 0
     assert [len(store.listed(r)) for r in ("pending", "accepted", "rejected")] == [1, 1, 1]

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from digits.feedback.ids import Seen, client_key
+from digits.inference.weights import model_id
 from digits.service.schemas import FeedbackIn, FeedbackOut, FeedbackStats
 from digits.service.worker import WorkerDep, operator
 
@@ -37,7 +38,9 @@ def checked_label(seen: Seen, label: int | str) -> int | str:
 
 def stored(worker: WorkerDep, who: Client, seen: Seen, label: int | str, prediction_id: str) -> FeedbackOut:
     row = worker.store.record(seen, label, who, worker.settings.feedback_per_hour)
-    return FeedbackOut(id=row, prediction_id=prediction_id, predicted=seen.predicted, label=label)
+    return FeedbackOut(
+        id=row, prediction_id=prediction_id, predicted=seen.predicted, label=label, model=model_id(seen.model_sha256)
+    )
 
 
 @router.post(
@@ -61,4 +64,4 @@ def feedback(correction: FeedbackIn, worker: WorkerDep, who: Client) -> Feedback
 @router.get("/feedback/stats", dependencies=[Depends(operator)], responses={401: {"description": "STATS_TOKEN needed"}})
 def feedback_stats(worker: WorkerDep) -> FeedbackStats:
     """How many corrections there are, per true digit and per digit the model had said."""
-    return FeedbackStats(**worker.store.stats())
+    return FeedbackStats(**worker.store.stats(), model=worker.predictor.model_id)

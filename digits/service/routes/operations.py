@@ -16,8 +16,8 @@ router = APIRouter()
 
 # Async, so that health checks and scrapes answer at once even while the inference thread is busy.
 @router.get("/healthz")
-async def healthz() -> Health:
-    return Health(status="ok")
+async def healthz(worker: WorkerDep) -> Health:
+    return Health(status="ok", model=worker.predictor.model_id)
 
 
 @router.get("/metrics", include_in_schema=False, dependencies=[Depends(operator)])
@@ -34,6 +34,7 @@ def model_info(worker: WorkerDep) -> ModelInfo:
         parameters=sum(p.numel() for p in predictor.model.parameters()),
         test_accuracy=float(meta["test_accuracy"]) if "test_accuracy" in meta else None,
         sha256=predictor.sha256,
+        model=predictor.model_id,
         metadata={key: parsed(value) for key, value in meta.items()},
     )
 

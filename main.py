@@ -57,7 +57,7 @@ app = FastAPIOffline(
     title="Handwritten digit recognition",
     description="A 784-256-128-10 MLP trained on MNIST. Upload a photo, scan or drawing of one digit, or of a "
     "whole number (/predict/number).",
-    version="1.0.0",
+    version="1.1.0",  # pyproject.toml's, which tests/unit/test_config.py holds it to
     lifespan=lifespan,
 )
 app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -2,11 +2,13 @@
 limits with its default, and every variable that table names is read by the code."""
 
 import re
+import tomllib
 from pathlib import Path
 
 from pydantic import AliasChoices
 
 from digits.service.config import Settings
+from main import app
 from tests.helpers import ROOT
 
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -45,3 +47,7 @@ def test_every_documented_variable_is_read_by_the_code():
     code = "\n".join(p.read_text() for p in [ROOT / "serve.py", *Path(ROOT / "digits").rglob("*.py")])
     for name in documented():
         assert name in read or f'"{name}"' in code, f"{name} is documented but nothing reads it"
+
+
+def test_the_app_says_the_projects_version():
+    assert app.version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

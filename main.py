@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import anyio.to_thread
-import torch
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
+from digits.inference.forward import limit_threads
 from digits.paths import STATIC
 from digits.service import errors
 from digits.service.config import Settings
@@ -32,9 +32,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = Settings()
     # One image is 0.24 M multiply-adds: more intra-op threads only add hand-off cost (docs/benchmarks.md), and
     # the threadpool already runs requests side by side.
-    torch.set_num_threads(settings.torch_threads)
+    limit_threads(settings.torch_threads)
     # Sync endpoints run in AnyIO's threadpool, 40 threads by default. Inference holds the GIL between
-    # torch and Pillow calls, so extra inference threads mostly queue for it, and every handoff waits
+    # numpy and Pillow calls, so extra inference threads mostly queue for it, and every handoff waits
     # out the interpreter's switch interval: two batches side by side read a third fewer images than one
     # after the other (docs/benchmarks.md). The event loop keeps reading uploads meanwhile; scale with
     # uvicorn --workers. /predict's micro-batches have a thread of their own, and its costly uploads

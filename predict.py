@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from digits.imaging.errors import ImageError
+from digits.inference.forward import limit_threads
 from digits.inference.predictor import Predictor
 from digits.inference.segment import read_number
 from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError
@@ -122,7 +122,7 @@ def format_records(records: list[dict[str, Any]], fmt: str, number: bool = False
 
 
 def _start_worker() -> None:
-    torch.set_num_threads(1)  # the processes share the cores; threads inside each would only contend
+    limit_threads(1)  # the processes share the cores; threads inside each would only contend
 
 
 def read_chunk(chunk: Chunk) -> tuple[str, str, int]:

@@ -37,7 +37,7 @@ PER_STEP = 8  # pixels blanked per point: 160 in all, more than most digits' ink
 
 def occlusion(predictor: Predictor, image: np.ndarray, digit: int) -> np.ndarray:
     """What the service draws (explain.credits)."""
-    return explain.credits(predictor.model, image[None], [digit], [None])[0]
+    return explain.credits(predictor.forward, image[None], [digit], [None])[0]
 
 
 def gradient(predictor: Predictor, image: np.ndarray, digit: int) -> np.ndarray:
@@ -104,7 +104,7 @@ def main() -> None:
     for _ in range(7):
         start = time.perf_counter()
         for p in predictions:
-            explain.explain(predictor.model, [p])
+            explain.explain(predictor.forward, [p])
         runs.append((time.perf_counter() - start) * 1000 / len(predictions))
     print(f"explain.explain(), the picture included: {statistics.median(runs):.2f} ms per digit")
 

@@ -11,9 +11,10 @@ from safetensors import SafetensorError, safe_open
 
 from digits.imaging.decode import DEFAULT_MAX_PIXELS, decode_cost, load, open_image
 from digits.imaging.errors import ImageError, ImageTooLarge
-from digits.imaging.fit import fit_and_centre, normalize
+from digits.imaging.fit import fit_and_centre
 from digits.imaging.groups import several_digits
 from digits.imaging.ink import ink_map
+from digits.inference.forward import Forward
 from digits.inference.weights import (
     DEFAULT_WEIGHTS,
     WeightsError,
@@ -91,7 +92,8 @@ class Predictor:
         return model_id(self.sha256)
 
     def _use(self, model: MLP, metadata: dict[str, str], max_pixels: int) -> None:
-        self.model = model
+        self.model = model  # for training's measurements; serving runs self.forward
+        self.forward = Forward(model)
         self.metadata = metadata
         self.max_pixels = max_pixels
         self.uncertain_below = float(self.metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
@@ -122,12 +124,11 @@ class Predictor:
         # frames with the decoded pixels, and an error kept in a list or a future would keep them alive.
         raise error
 
-    @torch.inference_mode()
     def classify(self, images: np.ndarray) -> list[Prediction]:
         """Predict a batch of preprocessed N×28×28 images."""
-        # Few torch calls: at batch size 1 each costs more than its arithmetic, so the rest is plain Python.
-        x = torch.from_numpy(normalize(images))
-        probs = torch.softmax(self.model(x) / self.temperature, dim=1).tolist()
+        logits = self.forward(images) / np.float32(self.temperature)
+        odds = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (odds / odds.sum(axis=1, keepdims=True)).tolist()
         predictions = []
         for row, image in zip(probs, images, strict=True):
             top, second = sorted(row)[-1:-3:-1]

@@ -53,7 +53,7 @@ class Answers:
         """Each prediction's explanation as base64 (explain.py); None each when not asked for."""
         if not explained:
             return [None] * len(predictions)
-        return [b64(e.png) for e in explain(self.predictor.model, predictions)]
+        return [b64(e.png) for e in explain(self.predictor.forward, predictions)]
 
     def to_outs(self, predictions: list[Prediction], explained: bool) -> list[PredictionOut]:
         pictures = self.explanations(predictions, explained)

@@ -41,7 +41,7 @@ def test_the_most_credited_patch_matters_more_than_any_other(predictor, mnist_te
     images, _ = mnist_test
     for image in images[:20].astype(np.float32) / 255:
         digit = predictor.classify(image[None])[0].digit
-        credit = explain.credits(predictor.model, image[None], [digit], [None])[0]
+        credit = explain.credits(predictor.forward, image[None], [digit], [None])[0]
         assert (credit[image == 0] == 0).all()  # blank paper gets no credit
         patches = [(y, x) for y in range(0, 28, 4) for x in range(0, 28, 4) if image[y : y + 4, x : x + 4].any()]
         blanked = np.repeat(image[None], len(patches), axis=0)
@@ -59,7 +59,7 @@ def test_a_confident_digit_is_mostly_warm(predictor, mnist_test):
     confident = [p for p in predictor.classify(images[:50].astype(np.float32) / 255) if not p.uncertain]
     assert len(confident) > 45
     warm_share = []
-    for e, p in zip(explain.explain(predictor.model, confident), confident, strict=True):
+    for e, p in zip(explain.explain(predictor.forward, confident), confident, strict=True):
         assert (e.towards, e.against) == (p.digit, None)
         pixels = np.asarray(Image.open(io.BytesIO(e.png))).astype(int)
         warm_share.append(warm(pixels).sum() / max(1, (warm(pixels) | cool(pixels)).sum()))
@@ -73,7 +73,7 @@ def test_an_uncertain_answer_is_explained_against_the_runner_up(predictor, mnist
     blend = np.maximum(four, nine)
     p = predictor.classify(blend[None])[0]
     p.uncertain, p.not_a_digit = True, False  # whatever the threshold, this is how an uncertain answer is explained
-    (e,) = explain.explain(predictor.model, [p])
+    (e,) = explain.explain(predictor.forward, [p])
     assert e.against == explain.runner_up(p.probabilities)
     assert e.against != e.towards
 
@@ -112,8 +112,8 @@ def test_a_batch_explains_each_good_file(client, seven_png):
 def test_a_large_batch_is_explained_a_chunk_at_a_time_with_the_same_pictures(predictor, mnist_test):
     images, _ = mnist_test
     predictions = predictor.classify(images[: explain.CHUNK * 2 + 3].astype(np.float32) / 255)
-    together = explain.explain(predictor.model, predictions)
-    alone = [explain.explain(predictor.model, [p])[0] for p in predictions]
+    together = explain.explain(predictor.forward, predictions)
+    alone = [explain.explain(predictor.forward, [p])[0] for p in predictions]
     for a, b in zip(together, alone, strict=True):
         pixels = [np.asarray(Image.open(io.BytesIO(e.png))).astype(int) for e in (a, b)]
         assert np.abs(pixels[0] - pixels[1]).max() <= 1  # a pass's batch size may move a float's last bit

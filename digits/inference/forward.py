@@ -1,0 +1,60 @@
+"""The network's forward pass for serving: plain numpy over the MLP's own float32 weights.
+
+At batch 1, torch's module machinery costs more than the arithmetic (235,146 multiply-adds). Measured in one run
+on this CPU (one thread, `make bench`'s "Forward pass"): torch's module 42 µs, TorchScript 35, torch's addmm
+on pre-transposed weights 21, numpy 22, onnxruntime 21; at batch 64, 350-365 µs for all but onnxruntime's 149.
+numpy needs nothing installed, and the micro-batches that onnxruntime would speed up cost a few µs a digit
+against the preprocessing's hundreds. Training stays torch's; the weights file stays the one train.py writes.
+"""
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from digits.imaging.fit import MEAN, STD
+from model import MLP
+
+
+class Forward:
+    """The MLP's logits for N×28×28 (or N×784) inputs in [0,1], standardized as in training."""
+
+    def __init__(self, model: MLP) -> None:
+        layers = (model.fc1, model.fc2, model.fc3)
+        # Transposed once, so that each layer is one x @ W + b over contiguous rows.
+        self.layers = [
+            (np.ascontiguousarray(layer.weight.detach().numpy().T), layer.bias.detach().numpy().copy())
+            for layer in layers
+        ]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.head(self.first(images))
+
+    def first(self, images: np.ndarray) -> np.ndarray:
+        """The first layer's sums, before its ReLU: N×256."""
+        x = (images.reshape(len(images), -1).astype(np.float32, copy=False) - np.float32(MEAN)) / np.float32(STD)
+        w1, b1 = self.layers[0]
+        return x @ w1 + b1
+
+    def head(self, sums: np.ndarray) -> np.ndarray:
+        """The logits from the first layer's sums."""
+        (w2, b2), (w3, b3) = self.layers[1:]
+        return np.maximum(np.maximum(sums, 0) @ w2 + b2, 0) @ w3 + b3
+
+    def blanked(self, images: np.ndarray, patches: np.ndarray) -> np.ndarray:
+        """N×(1+P)×10 logits: each of N×28×28 images whole, then with each of P patches of pixels (P×K indices
+        into the 784) blanked to paper. Blanking takes only the patch's own rows out of the first layer's sums:
+        for 49 patches of 16 pixels, 49×16 rows where recomputing would take 49×784 (358 µs to 13 µs)."""
+        x = images.reshape(len(images), -1).astype(np.float32, copy=False)
+        whole = self.first(x)
+        # Paper is 0 before standardizing, so a blanked pixel moves by its own value over STD.
+        lost = np.matmul((x[:, patches] / np.float32(STD))[:, :, None, :], self.layers[0][0][patches][None])
+        sums = np.concatenate([whole[:, None], whole[:, None] - lost[:, :, 0]], axis=1)
+        return self.head(sums.reshape(-1, sums.shape[-1])).reshape(len(x), len(patches) + 1, -1)
+
+
+def limit_threads(threads: int) -> None:
+    """The threads of this process's forward passes: numpy's BLAS and torch's alike. The server runs one per
+    worker (settings.torch_threads): at a batch of 64, BLAS's default of one per core took 3.2× the CPU time
+    for 1.7× the speed, taken from the other workers."""
+    threadpool_limits(threads, user_api="blas")
+    torch.set_num_threads(threads)

@@ -5,6 +5,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from scipy import ndimage
 
+from digits.imaging.decode import OPAQUE, luminance
 from digits.imaging.errors import NoDigitFound
 
 MIN_CONTRAST = 0.12  # ink must differ from the background by this much of the full range
@@ -29,11 +30,14 @@ def _gray_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if im.mode == "F":
         a = np.asarray(im, dtype=np.float32)
         return np.clip(a / 255 if a.max() > 1 else a, 0, 1), None
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if has_alpha:
-        la = np.asarray(im.convert("RGBA").convert("LA"), dtype=np.float32) / 255
-        return la[..., 0], la[..., 1]
-    return np.asarray(im if im.mode == "L" else im.convert("L"), dtype=np.float32) / 255, None
+    im = luminance(im)  # decode.load() has done it for uploads: this costs nothing then
+    if im.mode == "L":
+        return np.asarray(im, dtype=np.float32) / 255, None
+    la = np.asarray(im)
+    if la[..., 1].min() > OPAQUE:  # tested on the bytes, which spares a float copy of the alpha
+        return la[..., 0].astype(np.float32) / 255, None
+    la = la.astype(np.float32) / 255
+    return la[..., 0], la[..., 1]
 
 
 def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -63,10 +67,13 @@ def _paper(x: np.ndarray) -> np.ndarray:
     gh, gw = -(-h // b), -(-w // b)
     if max(gh, gw) <= 2:  # every block neighbours every other: one level (1×1), such as a 28x28 crop's
         return np.full((1, 1), x.min(), dtype=x.dtype)
-    coarse = np.pad(x, ((0, gh * b - h), (0, gw * b - w)), mode="edge").reshape(gh, b, gw, b).min(axis=(1, 3))
+    # Each block's minimum in place, the last row and column of blocks short where b doesn't divide the side.
+    coarse = np.minimum.reduceat(np.minimum.reduceat(x, np.arange(0, h, b), axis=0), np.arange(0, w, b), axis=1)
     coarse = ndimage.maximum_filter(
         ndimage.minimum_filter(coarse, PAPER_BLOCKS, mode="nearest"), PAPER_BLOCKS, mode="nearest"
     )
+    if coarse.min() == coarse.max():  # flat paper, such as a drawing's: smoothing leaves it as it is
+        return np.full((h, w), coarse[0, 0], dtype=x.dtype)
     return np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
 
 
@@ -82,15 +89,24 @@ def _median(a: np.ndarray) -> float:
     return float(a[mid] if a.size % 2 else (a[mid - 1] + a[mid]) / 2)
 
 
+def _extremes(a: np.ndarray, k: int) -> tuple[float, float]:
+    """The k-th smallest and k-th largest values, counted from 0. A drawing's few levels make np.partition slow
+    (0.8 ms at 512×512), and there the k-th is the minimum or maximum itself, repeated more than k times."""
+    lo, hi = a.min(), a.max()
+    if np.count_nonzero(a == lo) > k and np.count_nonzero(a == hi) > k:
+        return lo, hi
+    n = a.size
+    found = np.partition(a.ravel(), (k, n - 1 - k))
+    return found[k], found[n - 1 - k]
+
+
 def _ink(gray: np.ndarray) -> np.ndarray:
     """Ink bright on black, in [0,1], whatever the polarity, contrast and lighting of the source."""
     # Most of an image is paper. Not its border's median: a vignette darkens the border most, and light paper
     # with dark corners was taken for chalk on a board.
     background = _median(gray)
     # The 16th darkest and lightest pixels: robust to a few specks, yet a tiny digit in a big image still counts.
-    n = gray.size
-    k = min(INK_PIXELS, n // 2)
-    dark, light = np.partition(gray.ravel(), (k, n - 1 - k))[[k, n - 1 - k]]
+    dark, light = _extremes(gray, min(INK_PIXELS, gray.size // 2))
     # The ink is whichever extreme lies further from the background: dark pen on paper, or chalk on a board.
     if background - dark > light - background:
         gray, extreme = 1 - gray, 1 - dark
@@ -168,24 +184,31 @@ def _without_shading(x: np.ndarray) -> np.ndarray:
     corners, and sensor noise over dark paper, pass the ink threshold but stay soft: they never reach
     SOLID, or their mean stays under SHADING. A pen's stroke reaches the strongest ink along its middle
     and holds near it: even a ballpoint line 2 px wide has a mean over 0.5."""
-    labels, n = ndimage.label(x > 0, structure=np.ones((3, 3)))
+    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    if rows.size == 0:
+        return x
+    # Only the box around the ink is labelled: a digit on a page takes a fraction of it.
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    labels, n = ndimage.label(x[box] > 0, structure=np.ones((3, 3)))
     if n <= 1:
         return x
     # Counted over the ink's pixels with bincount: ndimage.maximum sorts the whole image, 30 ms at 512×384.
     inked = labels > 0
-    marks, values = labels[inked], x[inked]
+    marks, values = labels[inked], x[box][inked]
     mean = np.bincount(marks, values, minlength=n + 1) / np.maximum(np.bincount(marks, minlength=n + 1), 1)
     ink = mean >= SHADING
     solid = np.zeros(n + 1, dtype=bool)
     solid[marks[values >= SOLID]] = True
     ink &= solid
     ink[0] = False
-    return np.where(ink[labels], x, np.float32(0))
+    out = np.zeros_like(x)
+    out[box] = np.where(ink[labels], x[box], np.float32(0))
+    return out
 
 
 def ink_map(im: Image.Image) -> np.ndarray:
     """The ink of any decoded image, bright on black in [0,1], at the decoded size; paper is 0."""
     gray, alpha = _gray_and_alpha(im)
-    if alpha is not None and alpha.min() < 0.99:
+    if alpha is not None:
         gray = _flatten_alpha(gray, alpha)
     return _ink(gray)

@@ -45,7 +45,7 @@ from common import (
 from digits.inference.predictor import Predictor
 from digits.training import dataset
 from digits.training.report import phone_photo
-from in_process import in_process_section, training_section
+from in_process import forward_section, in_process_section, stages_section, training_section
 from predict import CHUNK, read_files
 from serving import peers, profile
 
@@ -351,6 +351,8 @@ def main() -> None:
         "cold",
         "threads",
         "in-process",
+        "stages",
+        "forward",
         "training",
     ]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -381,6 +383,8 @@ def main() -> None:
             "cold": lambda: cold_start_section(min(repeats, 5)),
             "threads": lambda: threads_section(image, rounds, seconds),
             "in-process": lambda: in_process_section(repeats),
+            "stages": lambda: stages_section(repeats),
+            "forward": lambda: forward_section(repeats),
             "training": lambda: training_section(3),
         }
         for name in args.only:

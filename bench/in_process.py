@@ -6,6 +6,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +20,25 @@ from common import (
     digit_png,
     fmt,
     median_spread,
+    per_call,
     stamp,
 )
+from digits.imaging.decode import load, open_image
+from digits.imaging.fit import fit_and_centre
+from digits.imaging.groups import several_digits
+from digits.imaging.ink import ink_map
+from digits.imaging.png import encode
+from digits.inference.forward import limit_threads
 from digits.inference.predictor import Predictor
 from digits.training import dataset
+from digits.training.report import phone_photo
 
 
 def in_process(repeats: int) -> tuple[list[str], float]:
     """Predictor: decode + preprocess per image, and the model forward per batch, on 28x28 PNGs.
     Also returns the median seconds per image at batch 1, everything included."""
 
-    torch.set_num_threads(1)  # as the server runs it
+    limit_threads(1)  # as the server runs it
     predictor = Predictor()
     with tempfile.TemporaryDirectory() as tmp:
         png = digit_png(Path(tmp) / "seven.png").read_bytes()
@@ -49,6 +59,99 @@ def in_process(repeats: int) -> tuple[list[str], float]:
         if size == 1:
             single = 1 / median_spread(total)[0]
     return rows, single
+
+
+def canvas_png(digit: np.ndarray) -> bytes:
+    """A digit as the page's canvas sends it: 560×560 opaque RGBA, black strokes on white, anti-aliased."""
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(digit).resize((400, 400), Image.Resampling.BICUBIC))
+    gray = np.full((560, 560), 255, np.uint8)
+    gray[80:480, 80:480] = 255 - big
+    return encode(np.dstack([gray, gray, gray, np.full_like(gray, 255)]))
+
+
+def stages(repeats: int) -> list[str]:
+    """Microseconds per upload in each stage of Predictor.predict, and in the whole, on one core."""
+    limit_threads(1)
+    predictor = Predictor()
+    digits = dataset.load(train=False)[0][:50].numpy()
+    inputs = {
+        "28×28 PNG (MNIST's test digits)": [encode(255 - d) for d in digits],
+        "560×560 canvas PNG": [canvas_png(d) for d in digits[:10]],
+        "4000×3000 phone photo, JPEG": [phone_photo(digits[0])],
+    }
+    rows = []
+    for name, uploads in inputs.items():
+        spent: dict[str, list[float]] = {stage: [] for stage in ("decode", "ink", "fit", "forward", "predict")}
+        for _ in range(repeats):
+            for data in uploads:
+                t0 = time.perf_counter()
+                im = load(open_image(data)[0])
+                t1 = time.perf_counter()
+                ink = ink_map(im)
+                t2 = time.perf_counter()
+                image, _ = fit_and_centre(ink), several_digits(ink)
+                t3 = time.perf_counter()
+                predictor.classify(image[None])
+                t4 = time.perf_counter()
+                predictor.predict(data)
+                t5 = time.perf_counter()
+                for stage, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                    spent[stage].append(seconds * 1e6)
+        *parts, whole = spent.values()
+        rows.append(f"| {name} | " + " | ".join(f"{median_spread(v)[0]:,.0f}" for v in parts) + f" | {fmt(whole)} |")
+    return rows
+
+
+def forwards(repeats: int) -> list[str]:
+    """The MLP's forward pass at batch 1 and 64 in each runtime considered for serving, one thread each."""
+    from digits.inference.forward import Forward
+
+    limit_threads(1)
+    model = Predictor().model
+    forward = Forward(model)
+    (w1, b1), (w2, b2), (w3, b3) = [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in forward.layers]
+
+    @torch.inference_mode()
+    def module(x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    @torch.inference_mode()
+    def addmm(x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.addmm(b1, x, w1))
+        return torch.addmm(b3, torch.relu(torch.addmm(b2, h, w2)), w3)
+
+    with torch.inference_mode():
+        scripted = torch.jit.freeze(torch.jit.trace(model, torch.zeros(1, 784)).eval())
+    runtimes: dict[str, Callable[[np.ndarray], object]] = {
+        "torch, the module": lambda x: module(torch.from_numpy(x)),
+        "torch, TorchScript (traced, frozen)": lambda x: scripted(torch.from_numpy(x)),
+        "torch, addmm on pre-transposed weights": lambda x: addmm(torch.from_numpy(x)),
+        "numpy (`digits/inference/forward.py`)": lambda x: forward.head(forward.first(x)),
+    }
+    try:
+        import onnxruntime
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "mlp.onnx")
+            torch.onnx.export(
+                model, (torch.zeros(1, 784),), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, dynamo=False
+            )
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        runtimes["onnxruntime"] = lambda x: session.run(None, {"x": x})
+    except ImportError:
+        pass  # bench/requirements-peers.txt has it; the row is left out elsewhere
+    rows = []
+    for name, run in runtimes.items():
+        cells = []
+        for batch in (1, 64):
+            x = np.random.default_rng(0).random((batch, 784), dtype=np.float32)
+            cells.append(f"{per_call(partial(run, x), repeats, number=2000 // batch):,.1f} µs")
+        rows.append(f"| {name} | {' | '.join(cells)} |")
+    return rows
 
 
 def training(repeats: int) -> list[str]:
@@ -141,6 +244,31 @@ def in_process_section(repeats: int) -> str:
 | batch | decode + preprocess | model forward | both |
 | --- | --- | --- | --- |
 {chr(10).join(rows)}
+"""
+
+
+def stages_section(repeats: int) -> str:
+    return f"""## Stages
+{stamp("stages", repeats, unit="passes")} µs per upload, one core: `open_image` and `load` (decode), `ink_map`
+(ink), `fit_and_centre` and `several_digits` (fit), `Predictor.classify` at batch 1 (forward, with the
+softmax), then `Predictor.predict` whole, alternating with the stages; the stages without their spread. For the
+next change, to see where it lands.
+
+| upload | decode | ink | fit | forward | `predict`, whole |
+| --- | --- | --- | --- | --- | --- |
+{chr(10).join(stages(repeats))}
+"""
+
+
+def forward_section(repeats: int) -> str:
+    return f"""## Forward pass
+{stamp("forward", repeats, unit="repeats")} µs per call of the MLP's forward pass on one thread, in each
+runtime considered for serving. onnxruntime is measured where it is installed (`pip install onnxruntime onnx`);
+the service runs numpy, which needs nothing installed (`digits/inference/forward.py` says why).
+
+| runtime | batch 1 | batch 64 |
+| --- | --- | --- |
+{chr(10).join(forwards(repeats))}
 """
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +41,7 @@ from common import (
     wait_healthy,
     wrk,
 )
+from digits.inference.forward import limit_threads
 from digits.inference.predictor import Predictor
 from digits.training import dataset
 from digits.training.report import phone_photo
@@ -100,7 +100,7 @@ def folder(rounds: int) -> str:
                 link = root / "many" / str(copy) / path.relative_to(root / "scans")
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.hardlink_to(path)
-        torch.set_num_threads(1)
+        limit_threads(1)
         predictor = Predictor()
         in_process, cli, steady = [], [], []
         for _ in range(rounds):

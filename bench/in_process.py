@@ -238,7 +238,7 @@ def time_to_accuracy() -> list[str]:
 def in_process_section(repeats: int) -> str:
     rows, _ = in_process(repeats)
     return f"""## In process: `Predictor`, images/s
-{stamp("in-process", repeats, unit="repeats")} One torch thread, as in the server;
+{stamp("in-process", repeats, unit="repeats")} One thread, as in the server;
 28×28 PNGs.
 
 | batch | decode + preprocess | model forward | both |

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import torch
 from bentoml.exceptions import InvalidArgument
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's own modules, one folder up
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's
 from common import peer_answers
 from digits.feedback.ids import PredictionIds, load_secret
 from digits.imaging.errors import ImageError
+from digits.inference.forward import limit_threads
 from digits.inference.predictor import Predictor
 
 WORKERS = int(os.environ.get("PEER_WORKERS", "1"))
@@ -34,7 +34,7 @@ class Model:
     """The Predictor, loaded once in each of a service's workers."""
 
     def __init__(self) -> None:
-        torch.set_num_threads(1)  # as in this service: one image is too little work to share between threads
+        limit_threads(1)  # as in this service: one image is too little work to share between threads
         self.predictor = Predictor()
         self.ids = PredictionIds(load_secret(os.environ.get("PREDICTION_SECRET", "")), 3600)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import litserve as ls
-import torch
 from fastapi import Body, HTTPException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's own modules, one folder up
@@ -21,12 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project's
 from common import peer_answers
 from digits.feedback.ids import PredictionIds, load_secret
 from digits.imaging.errors import ImageError
+from digits.inference.forward import limit_threads
 from digits.inference.predictor import Predictor
 
 
 class DigitAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
-        torch.set_num_threads(1)  # as in this service: one image is too little work to share between threads
+        limit_threads(1)  # as in this service: one image is too little work to share between threads
         self.predictor = Predictor()
         self.ids = PredictionIds(load_secret(os.environ.get("PREDICTION_SECRET", "")), 3600)
 

@@ -6,6 +6,7 @@
     python train.py evaluate [--weights weights/mnist_mlp.safetensors]
     python train.py remeasure                # record the upload figures again after a preprocessing change
     python train.py feedback                 # fine-tune on the corrections an operator accepted (review)
+    python train.py feedback --folder corrections/   # or on those exported with review --export
     python train.py promote weights/feedback.safetensors   # serve those weights from the next start
     python train.py export out/              # the accepted corrections as MNIST-style IDX files
 
@@ -41,9 +42,11 @@ from digits.training import dataset
 from digits.training.finetune import (
     FEEDBACK_WEIGHTS,
     accuracy_by_model,
+    as_tensors,
     export_feedback,
+    from_database,
+    from_folder,
     learn_from_feedback,
-    load_feedback,
     nothing_to_learn,
     promote,
 )
@@ -128,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights_flag(feedback, "weights to fine-tune")
     database_flag(feedback)
     feedback.add_argument(
+        "--folder",
+        type=Path,
+        metavar="DIR",
+        help="learn from the corrections that `python -m digits.feedback.review --export DIR` wrote, instead of "
+        "the database's (default: off)",
+    )
+    feedback.add_argument(
         "--out", type=Path, default=FEEDBACK_WEIGHTS, help="weights to write (default: weights/feedback.safetensors)"
     )
     promote_ = commands.add_parser("promote", help="make WEIGHTS (from feedback) the served weights, checked first")
@@ -177,11 +187,12 @@ def main(args: argparse.Namespace) -> None:
     torch.manual_seed(recipe.seed)
     g = torch.Generator(device=device).manual_seed(recipe.seed)
     if args.command == "feedback":
-        accuracy_by_model(args.database_url)
-        corrections = load_feedback(args.database_url, device)
-        if not len(corrections[0]):
-            nothing_to_learn(args.database_url)
+        found = from_folder(args.folder) if args.folder else from_database(args.database_url)
+        accuracy_by_model(found)
+        if not found.digits:
+            nothing_to_learn(None if args.folder else args.database_url)
             return
+        corrections = as_tensors(found, device)
         data = with_outliers(recipe, load_splits(recipe, device))
         learn_from_feedback(recipe, data, corrections, g, args.weights, output, args.quiet)
         return

@@ -320,11 +320,12 @@ def cold_start_section(repeats: int) -> str:
 
 def threads_section(image: Path, rounds: int, seconds: int) -> str:
     return f"""## Threads in the server
-{stamp("threads", rounds, seconds)} `TORCH_THREADS` (torch intra-op threads, default 1) and `THREADPOOL_SIZE`
-(threads running the sync endpoints, such as /predict/batch, default 1; 40 is AnyIO's own default; /predict's
-micro-batches have a thread of their own): single requests at 32 connections (multipart), and 256-image batches.
+{stamp("threads", rounds, seconds)} `TORCH_THREADS` (threads of the forward pass, numpy's BLAS and torch's,
+default 1) and `THREADPOOL_SIZE` (threads running the sync endpoints, such as /predict/batch, default 1; 40 is
+AnyIO's own default; /predict's micro-batches have a thread of their own): single requests at 32 connections
+(multipart), and 256-image batches.
 
-| torch threads | threadpool | /predict requests/s | p99 | /predict/batch |
+| forward threads | threadpool | /predict requests/s | p99 | /predict/batch |
 | --- | --- | --- | --- | --- |
 {chr(10).join(threads(image, rounds, seconds))}
 """

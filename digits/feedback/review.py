@@ -4,6 +4,7 @@
     python -m digits.feedback.review --list pending   # one line each (pending, accepted or rejected)
     python -m digits.feedback.review --accept digit-3 number-1 --reject digit-4
     python -m digits.feedback.review --sheet pending.png   # the pending ones as one picture, judged at a glance
+    python -m digits.feedback.review --export corrections/  # the accepted ones as PNGs, a CSV and a manifest
 
 The rule: `train.py feedback` learns only from corrections an operator accepted here. Accept one when
 the image plainly shows the label as a digit a person could have written; reject it when it shows another
@@ -21,17 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digits.feedback.export import export
 from digits.feedback.store import ACCEPTED, DEFAULT_DATABASE_URL, PENDING, REJECTED, FeedbackStore, Listed
-
-
-def name(c: Listed) -> str:
-    """How an operator names a correction: its kind and its row."""
-    return f"{'number' if c.table == 'number_corrections' else 'digit'}-{c.id}"
 
 
 def describe(c: Listed) -> str:
     return (
-        f"{name(c)}: model {c.model} read {c.predicted} ({c.confidence:.0%} sure), the user says {c.label}; "
+        f"{c.name}: model {c.model} read {c.predicted} ({c.confidence:.0%} sure), the user says {c.label}; "
         f"{c.client_total} correction{'s' if c.client_total != 1 else ''} from this client"
     )
 
@@ -82,7 +79,7 @@ def sheet(corrections: list[Listed], path: Path) -> None:
         ax.axis("off")
     for ax, c in zip(axes.flat, corrections, strict=False):
         ax.imshow(pixels(c), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{name(c)}\n{c.predicted} → {c.label}", fontsize=8)
+        ax.set_title(f"{c.name}\n{c.predicted} → {c.label}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     print(f"wrote {len(corrections)} corrections to {path}")
@@ -95,6 +92,13 @@ def main() -> None:
     parser.add_argument("--reject", nargs="+", default=[], metavar="NAME", help="reject these (default: none)")
     parser.add_argument("--sheet", type=Path, help="draw the pending corrections into this PNG (default: off)")
     parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="add the accepted corrections not yet in DIR to it, as a dataset (digits/feedback/export.py; "
+        "default: off)",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
         help="where the corrections are (default: $DATABASE_URL, else SQLite data/feedback.db)",
@@ -105,7 +109,7 @@ def main() -> None:
             for c in store.listed(args.list):
                 print(describe(c))
         elif args.accept or args.reject:
-            known = {name(c): c for review in (PENDING, ACCEPTED, REJECTED) for c in store.listed(review)}
+            known = {c.name: c for review in (PENDING, ACCEPTED, REJECTED) for c in store.listed(review)}
             unknown = [n for n in args.accept + args.reject if n not in known]
             if unknown:
                 sys.exit(f"no such correction: {', '.join(unknown)}; names are as --list shows them, such as digit-3")
@@ -115,6 +119,9 @@ def main() -> None:
             print(f"{len(args.accept)} accepted, {len(args.reject)} rejected")
         elif args.sheet:
             sheet(store.listed(PENDING), args.sheet)
+        elif args.export:
+            added = export(store.listed(ACCEPTED), args.export)
+            print(f"added {added} accepted correction{'s' if added != 1 else ''} to {args.export}")
         else:
             interactive(store)
 

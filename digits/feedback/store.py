@@ -7,6 +7,7 @@ Corrections come from strangers, so they are untrusted: each waits for an operat
 import io
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,6 +114,37 @@ class Listed:
     confidence: float
     client_total: int  # corrections from the same client, in all
     model: str  # the weights that made the prediction (model_id)
+    created: datetime
+
+    @property
+    def number(self) -> bool:
+        return self.table == number_corrections.name
+
+    @property
+    def name(self) -> str:
+        """How operators and exported datasets name a correction: its kind and its row, such as digit-3."""
+        return f"{'number' if self.number else 'digit'}-{self.id}"
+
+
+def labelled_digits(pixels: np.ndarray, label: str, number: bool) -> list[tuple[np.ndarray, int]]:
+    """What a correction teaches: its 28×28 input and right digit, or a number's digits one by one when the right
+    number has as many digits as were read (the crops, 28 px wide each, side by side); else nothing."""
+    if not number:
+        return [(pixels, int(label))]
+    if pixels.shape[1] != 28 * len(label):
+        return []
+    return [(pixels[:, 28 * i : 28 * (i + 1)], int(d)) for i, d in enumerate(label)]
+
+
+def tally(rows: Iterable[tuple[str, str, str]]) -> dict[str, tuple[int, int]]:
+    """For each model, of (model, predicted, label) rows: how many of its answers were corrected, and in how many
+    the user confirmed it."""
+    counts: dict[str, list[int]] = {}
+    for model, predicted, label in rows:
+        seen = counts.setdefault(model, [0, 0])
+        seen[0] += 1
+        seen[1] += str(predicted) == str(label)
+    return {model: (n, right) for model, (n, right) in counts.items()}
 
 
 class TooManyCorrections(ValueError):
@@ -255,9 +287,7 @@ class FeedbackStore:
                 .order_by(number_corrections.c.id)
             )
             for png, label in numbers:
-                crops = _pixels(png)
-                if crops.shape[1] == 28 * len(label):
-                    out += [(crops[:, 28 * i : 28 * (i + 1)], int(d)) for i, d in enumerate(label)]
+                out += labelled_digits(_pixels(png), label, number=True)
         return out
 
     def listed(self, review: str = PENDING) -> list[Listed]:
@@ -275,32 +305,38 @@ class FeedbackStore:
                 c = table.c
                 image = c.crops_png if table is number_corrections else c.image_png
                 rows = conn.execute(
-                    select(c.id, image, c.predicted, c.label, c.confidence, c.client, c.model_sha256)
+                    select(c.id, image, c.predicted, c.label, c.confidence, c.client, c.model_sha256, c.created_at)
                     .where(c.review == review)
                     .order_by(c.id)
                 )
                 found += [
                     Listed(
-                        table.name, i, png, str(predicted), str(label), confidence, sent.get(client, 0), model_id(sha)
+                        table.name,
+                        i,
+                        png,
+                        str(predicted),
+                        str(label),
+                        confidence,
+                        sent.get(client, 0),
+                        model_id(sha),
+                        created if created.tzinfo else created.replace(tzinfo=UTC),  # SQLite keeps no zone
                     )
-                    for i, png, predicted, label, confidence, client, sha in rows
+                    for i, png, predicted, label, confidence, client, sha, created in rows
                 ]
         return found
 
     def by_model(self, review: str = ACCEPTED) -> dict[str, tuple[int, int]]:
         """For each model (model_id), how many of its predictions were corrected with this review, and in how many
         of those the user confirmed its answer: its accuracy on what users chose to correct."""
-        counts: dict[str, list[int]] = {}
         with self.engine.connect() as conn:
-            for table in TABLES:
-                rows = conn.execute(
+            rows = [
+                (model_id(sha), predicted, label)
+                for table in TABLES
+                for sha, predicted, label in conn.execute(
                     select(table.c.model_sha256, table.c.predicted, table.c.label).where(table.c.review == review)
                 )
-                for sha, predicted, label in rows:
-                    seen = counts.setdefault(model_id(sha), [0, 0])
-                    seen[0] += 1
-                    seen[1] += str(predicted) == str(label)
-        return {model: (n, right) for model, (n, right) in counts.items()}
+            ]
+        return tally(rows)
 
     def judge(self, table: str, row: int, verdict: str) -> None:
         """Record an operator's verdict, ACCEPTED or REJECTED, on one correction."""

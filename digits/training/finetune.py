@@ -5,14 +5,15 @@ wait beside the served ones until an operator promotes them."""
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from digits.feedback.store import FeedbackStore
+from digits.feedback.export import FolderError, read
+from digits.feedback.store import FeedbackStore, tally
 from digits.inference.predictor import Predictor
 from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, load_model, sha256_path
 from digits.training import dataset
@@ -28,26 +29,52 @@ FEEDBACK_WEIGHTS = DEFAULT_WEIGHTS.with_name("feedback.safetensors")
 MAX_VALIDATION_LOSS = 0.001
 
 
-def load_feedback(url: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stored corrections, whole numbers' digits included: the 28x28 images the model saw
-    (N×1×28×28 in [0,1]) and their right labels."""
+@dataclass(frozen=True)
+class Corrections:
+    """What fine-tuning learns from: each corrected digit as the model saw it (28x28 uint8) with its right label,
+    and for each model, how many of its answers were corrected and how many of those the user confirmed."""
+
+    digits: list[tuple[np.ndarray, int]]
+    by_model: dict[str, tuple[int, int]]
+
+
+def from_database(url: str) -> Corrections:
+    """The accepted corrections in the database, whole numbers' digits included."""
     with FeedbackStore(url) as store:
-        rows = store.all()
-    if not rows:
+        return Corrections(store.all(), store.by_model())
+
+
+def from_folder(folder: Path) -> Corrections:
+    """The corrections in a folder that `review --export` wrote: the same digits, in the same order."""
+    try:
+        found = read(folder)
+    except FolderError as e:
+        sys.exit(f"Nothing learned: {e}")
+    return Corrections(
+        [digit for e in found for digit in e.digits], tally((e.model, e.predicted, e.label) for e in found)
+    )
+
+
+def as_tensors(corrections: Corrections, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corrected digits as N×1×28×28 in [0,1], and their labels."""
+    if not corrections.digits:
         return torch.zeros(0, 1, 28, 28, device=device), torch.zeros(0, dtype=torch.long, device=device)
-    images = np.stack([pixels for pixels, _ in rows])
-    return to_float(torch.from_numpy(images), device), torch.tensor([label for _, label in rows], device=device)
+    images = np.stack([pixels for pixels, _ in corrections.digits])
+    labels = [label for _, label in corrections.digits]
+    return to_float(torch.from_numpy(images), device), torch.tensor(labels, device=device)
 
 
-def accuracy_by_model(database_url: str) -> None:
+def accuracy_by_model(corrections: Corrections) -> None:
     """How each model fared on what users corrected: its answers that the accepted corrections confirmed."""
-    with FeedbackStore(database_url) as store:
-        for model, (n, right) in sorted(store.by_model().items()):
-            print(f"model {model}: {n} accepted corrections of its answers, {right} confirming them ({right / n:.0%})")
+    for model, (n, right) in sorted(corrections.by_model.items()):
+        print(f"model {model}: {n} accepted corrections of its answers, {right} confirming them ({right / n:.0%})")
 
 
-def nothing_to_learn(database_url: str) -> None:
-    """Says why there is nothing to fine-tune on, before any data is loaded."""
+def nothing_to_learn(database_url: str | None) -> None:
+    """Says why there is nothing to fine-tune on, before MNIST is loaded; database_url is None for a folder."""
+    if database_url is None:
+        print("The folder holds no corrections, so there is nothing to learn from.")
+        return
     with FeedbackStore(database_url) as store:
         waiting = len(store.listed())
     print(
@@ -66,7 +93,7 @@ def learn_from_feedback(
     output: Output,
     quiet: bool,
 ) -> None:
-    """Fine-tune weights on MNIST plus the corrections (load_feedback()), oversampled; the oversampling is chosen
+    """Fine-tune weights on MNIST plus the corrections (as_tensors()), oversampled; the oversampling is chosen
     on validation.
 
     A fifth of the corrections is held out and only measured; another fifth is their validation split.
@@ -159,7 +186,7 @@ def promote(path: Path) -> None:
 
 def export_feedback(folder: Path, database_url: str) -> None:
     """The corrections in MNIST's IDX layout, so that any MNIST reader can load them."""
-    x, y = load_feedback(database_url, torch.device("cpu"))
+    x, y = as_tensors(from_database(database_url), torch.device("cpu"))
     folder.mkdir(parents=True, exist_ok=True)
     dataset.write_idx(folder / "feedback-images-idx3-ubyte", (x[:, 0] * 255).round().byte().numpy())
     dataset.write_idx(folder / "feedback-labels-idx1-ubyte", y.byte().numpy())

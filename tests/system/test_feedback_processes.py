@@ -280,3 +280,24 @@ def test_review_accepts_and_rejects_by_name(tmp_path, mnist_test):
     assert review("--sheet", str(sheet)).returncode == 0
     with Image.open(sheet) as drawn:
         assert drawn.size[0] > 100
+
+
+def test_an_exported_folder_teaches_the_same_weights(tmp_path, mnist_test):
+    """Learning from `review --export`'s folder gives the weights that learning from the database gives."""
+    from safetensors.numpy import load_file
+
+    url = f"sqlite:///{tmp_path / 'fb.db'}"
+    synthetic_corrections(url, mnist_test, n=150)
+    folder = tmp_path / "exported"
+    review = [sys.executable, "-m", "digits.feedback.review", "--database-url", url, "--export", str(folder)]
+    subprocess.run(review, cwd=ROOT, check=True, capture_output=True)
+    quick = ("--epochs", "1", "--subset", "5000", "--quiet", "--no-report")
+    made = {}
+    for source, extra in (("database", ()), ("folder", ("--folder", str(folder)))):
+        made[source] = tmp_path / f"{source}.safetensors"
+        r = run_train("feedback", *quick, *extra, "--out", str(made[source]), env_url=url)
+        assert r.returncode == 0, r.stderr
+        assert "model 000000000000: 150 accepted corrections of its answers, 0 confirming them" in r.stdout
+    ours, theirs = load_file(made["folder"]), load_file(made["database"])
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k].tobytes() == theirs[k].tobytes() for k in ours)

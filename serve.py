@@ -20,6 +20,8 @@ import uvicorn
 # uvicorn can't bound how long a client takes to send its headers: on the internet, put a proxy in front
 # (deploy/nginx.conf; the Kubernetes pods have one beside the service), which waits for whole requests.
 LIMIT_CONCURRENCY = 256
+DRAIN_S = 20  # on SIGTERM, requests in flight have this long to finish; new ones go elsewhere
+WORKER_READY_S = 60  # how long a worker may take to start; past it, the reload keeps the old worker
 
 
 def default_workers() -> int:
@@ -65,7 +67,11 @@ def main() -> None:
             # Connections a worker holds at once; past it, new requests get 503 at once instead of memory.
             limit_concurrency=LIMIT_CONCURRENCY,
             timeout_keep_alive=5,  # seconds an idle connection is kept
-            timeout_graceful_shutdown=20,  # on SIGTERM, requests in flight finish; new ones go elsewhere
+            timeout_graceful_shutdown=DRAIN_S,
+            # On SIGHUP (new weights), each worker's replacement must be ready before the old one drains and
+            # stops. Under load, a new worker shares the cores while it imports torch and loads the weights: on
+            # 2 cores with 4 clients it took over uvicorn's 5 s, which aborted the reload.
+            timeout_worker_healthcheck=WORKER_READY_S,
         )
     finally:
         if not given:

@@ -164,9 +164,7 @@ def learn_from_feedback(
     results = {"feedback": {"corrections": len(x), "oversampling": chosen, "before": before, "after": after}}
     finish(best_state, best_history, data, recipe, output, time.perf_counter() - start, results)
     if output.weights != DEFAULT_WEIGHTS:
-        print(
-            f"The served weights are unchanged. To serve these from the next start: train.py promote {output.weights}"
-        )
+        print(f"The served weights are unchanged. To serve these: train.py promote {output.weights}")
 
 
 def promote(path: Path) -> None:
@@ -181,7 +179,11 @@ def promote(path: Path) -> None:
     shutil.copyfile(path, staged)
     staged.replace(DEFAULT_WEIGHTS)  # whole, never half-written
     sha256_path(DEFAULT_WEIGHTS).write_text(f"{predictor.sha256}  {DEFAULT_WEIGHTS.name}\n")
-    print(f"{DEFAULT_WEIGHTS} is now {path} (sha256 {predictor.sha256[:12]}); restart the service to serve it")
+    print(
+        f"{DEFAULT_WEIGHTS} is now {path} (model {predictor.model_id}). To serve it without a restart, send serve.py "
+        "SIGHUP (kill -HUP <its pid>): its workers are replaced one at a time, none dropping a request. In "
+        "Kubernetes, build an image with it and roll it out (docs/operations.md)."
+    )
 
 
 def export_feedback(folder: Path, database_url: str) -> None:

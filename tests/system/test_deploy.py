@@ -13,6 +13,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from serve import DRAIN_S
 from tests.helpers import ROOT
 
 KUBERNETES = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
@@ -144,6 +145,19 @@ def test_the_pods_are_probed_and_configured_from_the_secret():
     assert source["secretRef"]["name"] == secret["metadata"]["name"]
     assert set(secret["stringData"]) == {"PREDICTION_SECRET", "DATABASE_URL"}
     assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+def test_a_rolling_update_never_drops_a_request():
+    """New weights are a new image: no pod goes before its replacement is ready, and each drains within its
+    grace period after it has left the Service's endpoints."""
+    deployment = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert (rolling["maxUnavailable"], rolling["maxSurge"]) == (0, 1)
+    spec = pod()
+    for container in spec["containers"]:
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep"
+        assert int(command[1]) + DRAIN_S < spec["terminationGracePeriodSeconds"]
 
 
 @pytest.mark.parametrize("manifest", KUBERNETES, ids=lambda p: p.name)

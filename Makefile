@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 PEERS_VENV := .venv-peers
 PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
-DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql
+DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql prometheus
 
 .PHONY: run test check lint claims mutate-smoke mutation train bench soak mutate data debs clean image compose-images image-test container-debs
 

@@ -21,7 +21,7 @@ from digits.paths import STATIC
 from digits.service import errors
 from digits.service.config import Settings
 from digits.service.edge import BodyLimit, SecurityHeaders
-from digits.service.observability import WORKERS, Observability, setup_access_log
+from digits.service.observability import WORKERS, Observability, setup_access_log, worker_started
 from digits.service.openapi import openapi
 from digits.service.routes import corrections, operations, pages, predict
 from digits.service.worker import Worker
@@ -42,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.worker = worker = Worker.start(settings)
     setup_access_log()
-    WORKERS.inc()
+    worker_started(worker.predictor.model_id, worker.predictor.validation_flagged)
     # Everything loaded so far lives as long as the worker. A full collection walked all of it (260,000
     # objects, 80 ms) every few seconds under load, and that pause was the p99; frozen, it is skipped.
     gc.freeze()

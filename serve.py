@@ -17,6 +17,8 @@ from pathlib import Path
 
 import uvicorn
 
+from digits.service.draining import DrainingProtocol
+
 # uvicorn can't bound how long a client takes to send its headers: on the internet, put a proxy in front
 # (deploy/nginx.conf; the Kubernetes pods have one beside the service), which waits for whole requests.
 LIMIT_CONCURRENCY = 256
@@ -72,6 +74,7 @@ def main() -> None:
             # stops. Under load, a new worker shares the cores while it imports torch and loads the weights: on
             # 2 cores with 4 clients it took over uvicorn's 5 s, which aborted the reload.
             timeout_worker_healthcheck=WORKER_READY_S,
+            http=DrainingProtocol,  # no connection reset as a worker retires (digits/service/draining.py)
         )
     finally:
         if not given:

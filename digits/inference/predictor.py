@@ -29,6 +29,9 @@ from model import MLP
 Prepared = tuple[np.ndarray, bool]  # an upload's 28×28 input, and whether it seems to hold several digits
 
 DEFAULT_UNCERTAIN_BELOW = 0.5  # for weights that don't record a threshold chosen on validation
+# The share of validation digits flagged uncertain: train.py chooses the threshold so (calibration.py). Unseen
+# digits come out near 1%, so this keeps under it. Far more flagged in service means the uploads have changed.
+UNCERTAIN_SHARE = 0.0075
 # The hint that /predict gives with an image of several digits.
 SEVERAL_DIGITS = "the image seems to hold several digits; POST it to /predict/number to read the whole number"
 # The hint for an image that doesn't look like a digit at all.
@@ -85,6 +88,12 @@ class Predictor:
         predictor.sha256 = ""  # a file's hash, and there is no file yet
         predictor._use(model_from_state({k: v.cpu() for k, v in state.items()}), metadata, max_pixels)
         return predictor
+
+    @property
+    def validation_flagged(self) -> float | None:
+        """The share of validation digits these weights flag uncertain, where they record the threshold that
+        train.py chose for it; None for weights that don't."""
+        return UNCERTAIN_SHARE if "uncertain_below" in self.metadata else None
 
     @property
     def model_id(self) -> str:

@@ -11,7 +11,7 @@ from digits.imaging.png import to_png
 from digits.inference.explain import explain
 from digits.inference.predictor import Prediction, Predictor, Prepared
 from digits.inference.segment import read_number
-from digits.service.observability import NOT_DIGITS, PREDICTIONS, UNCERTAIN
+from digits.service.observability import CONFIDENCE, NOT_DIGITS, PREDICTIONS, UNCERTAIN
 from digits.service.schemas import BatchError, BatchOut, NumberDigitOut, NumberOut, PredictionOut
 
 # An upload this small, estimated to decode within CHEAP_MS, is prepared on the model's thread with the rest of
@@ -19,6 +19,7 @@ from digits.service.schemas import BatchError, BatchOut, NumberDigitOut, NumberO
 # apart. The size bounds what parsing the file's structure costs before the estimate is known: 16 KB hold at
 # most 1,365 PNG chunks, 4 ms for Pillow to read.
 CHEAP_MS, CHEAP_BYTES = 1.0, 16 * 1024
+MICRO_BATCHED = "/predict"  # the one route whose uploads join micro-batches
 
 
 class Costly:
@@ -32,13 +33,14 @@ def b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
-def counted(p: Prediction) -> Prediction:
+def counted(p: Prediction, endpoint: str) -> Prediction:
     """Counts a digit answered into /metrics: every digit of every route passes here once."""
-    PREDICTIONS.labels(str(p.digit)).inc()
+    PREDICTIONS.labels(endpoint, str(p.digit)).inc()
+    CONFIDENCE.labels(endpoint).observe(p.confidence)
     if p.uncertain:
-        UNCERTAIN.inc()
+        UNCERTAIN.labels(endpoint).inc()
     if p.not_a_digit:
-        NOT_DIGITS.inc()
+        NOT_DIGITS.labels(endpoint).inc()
     return p
 
 
@@ -55,13 +57,13 @@ class Answers:
             return [None] * len(predictions)
         return [b64(e.png) for e in explain(self.predictor.forward, predictions)]
 
-    def to_outs(self, predictions: list[Prediction], explained: bool) -> list[PredictionOut]:
+    def to_outs(self, predictions: list[Prediction], explained: bool, endpoint: str) -> list[PredictionOut]:
         pictures = self.explanations(predictions, explained)
-        return [self.to_out(p, picture) for p, picture in zip(predictions, pictures, strict=True)]
+        return [self.to_out(p, endpoint, picture) for p, picture in zip(predictions, pictures, strict=True)]
 
-    def to_out(self, p: Prediction, explanation: str | None = None) -> PredictionOut:
-        """The answer for one prediction, with the signed id that lets the user correct it."""
-        counted(p)
+    def to_out(self, p: Prediction, endpoint: str, explanation: str | None = None) -> PredictionOut:
+        """The answer for one prediction, with the signed id that lets the user correct it; endpoint counts it."""
+        counted(p, endpoint)
         png = to_png(p.image)
         # Rounded as the probabilities are (Predictor.classify), here only: measurements keep every digit. A
         # correction stores the confidence that was shown.
@@ -80,12 +82,12 @@ class Answers:
             model=self.predictor.model_id,
         )
 
-    def digit(self, data: bytes, explained: bool = False) -> PredictionOut:
-        return self.to_outs([self.predictor.predict(data)], explained)[0]
+    def digit(self, data: bytes, endpoint: str, explained: bool = False) -> PredictionOut:
+        return self.to_outs([self.predictor.predict(data)], explained, endpoint)[0]
 
-    def number(self, data: bytes, max_digits: int, explained: bool = False) -> NumberOut:
+    def number(self, data: bytes, max_digits: int, endpoint: str, explained: bool = False) -> NumberOut:
         reading = read_number(self.predictor, data, max_digits)
-        predictions = [counted(d.prediction) for d in reading.digits]
+        predictions = [counted(d.prediction, endpoint) for d in reading.digits]
         pictures = self.explanations(predictions, explained)
         digits = [
             NumberDigitOut(digit=d.prediction.digit, confidence=round(d.prediction.confidence, 6),
@@ -100,9 +102,9 @@ class Answers:
         return NumberOut(number=reading.number, prediction_id=prediction_id, digits=digits,
                          confidence=confidence, uncertain=reading.uncertain, model=self.predictor.model_id)  # fmt: skip
 
-    def batch(self, uploads: list[bytes], budget_ms: float, explained: bool) -> BatchOut:
+    def batch(self, uploads: list[bytes], budget_ms: float, explained: bool, endpoint: str) -> BatchOut:
         results = self.predictor.predict_many(uploads, budget_ms)
-        answers = iter(self.to_outs([r for r in results if not isinstance(r, ImageError)], explained))
+        answers = iter(self.to_outs([r for r in results if not isinstance(r, ImageError)], explained, endpoint))
         return BatchOut(
             predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else next(answers) for r in results],
             model=self.predictor.model_id,
@@ -128,5 +130,5 @@ class Answers:
                 ready.append((i, prepared))
         predictions = self.predictor.finish([p for _, p in ready]) if ready else []
         for (i, _), prediction in zip(ready, predictions, strict=True):
-            out[i] = self.to_out(prediction)
+            out[i] = self.to_out(prediction, MICRO_BATCHED)
         return [out[i] for i in range(len(items))]

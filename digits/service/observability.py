@@ -25,9 +25,31 @@ LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-PREDICTIONS = Counter("predictions_total", "Predictions by digit", ["digit"])
-UNCERTAIN = Counter("predictions_uncertain_total", "Predictions whose confidence was below the uncertainty threshold")
-NOT_DIGITS = Counter("predictions_not_a_digit_total", "Uncertain predictions of images that don't look like a digit")
+# Every digit answered, by endpoint: drift shows first as a climb in the doubtful answers' share.
+PREDICTIONS = Counter("predictions_total", "Digits answered, by endpoint and digit", ["endpoint", "digit"])
+UNCERTAIN = Counter(
+    "predictions_uncertain_total", "Digits answered below the uncertainty threshold, by endpoint", ["endpoint"]
+)
+NOT_DIGITS = Counter(
+    "predictions_not_a_digit_total",
+    "Uncertain answers for images that don't look like a digit, by endpoint",
+    ["endpoint"],
+)
+CORRECTIONS = Counter("corrections_total", "Corrections stored, by kind and the model corrected", ["kind", "model"])
+CONFIDENCE = Histogram(
+    "prediction_confidence",
+    "The calibrated confidence of each digit answered, by endpoint",
+    ["endpoint"],
+    buckets=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0),
+)
+# The model in service, and the share of validation digits it flags (Predictor.UNCERTAIN_SHARE): the alert on
+# drift compares the share flagged in service with it. 1 for each model a live worker serves.
+MODEL = Gauge("digits_model_info", "The model each live worker serves", ["model"], multiprocess_mode="livemax")
+VALIDATION_FLAGGED = Gauge(
+    "digits_model_validation_flagged_ratio",
+    "The share of validation digits the model in service flags uncertain",
+    multiprocess_mode="livemax",
+)
 # Summed over the workers alive now: a killed worker's share is dropped at the next scrape.
 IN_PROGRESS = Gauge("http_requests_in_progress", "Requests being served now", multiprocess_mode="livesum")
 WORKERS = Gauge("digits_workers", "Worker processes serving the model", multiprocess_mode="livesum")
@@ -43,6 +65,19 @@ def setup_access_log() -> None:
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         access_log.propagate = False
+
+
+def worker_started(model: str, validation_flagged: float | None) -> None:
+    """A worker serves: it counts in digits_workers, with its model and what that model flags on validation."""
+    WORKERS.inc()
+    MODEL.labels(model).set(1)
+    if validation_flagged is not None:
+        VALIDATION_FLAGGED.set(validation_flagged)
+
+
+def endpoint_of(scope: Scope) -> str:
+    """The route's template, not the raw path, so that a scan of random URLs can't blow up the label set."""
+    return str(getattr(scope.get("route"), "path", "unmatched"))
 
 
 def _alive(pid: int) -> bool:
@@ -95,9 +130,7 @@ class Observability:
         finally:
             IN_PROGRESS.dec()
             seconds = time.perf_counter() - start
-            route = scope.get("route")
-            # Route templates, not raw paths, so a scan of random URLs can't blow up the label set.
-            endpoint = getattr(route, "path", "unmatched")
+            endpoint = endpoint_of(scope)
             REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
             LATENCY.labels(endpoint).observe(seconds)
             access_log.info(

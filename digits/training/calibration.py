@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-UNCERTAIN_SHARE = 0.0075  # of validation digits flagged: unseen digits come out near 1%, so this keeps under it
+from digits.inference.predictor import UNCERTAIN_SHARE
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -177,8 +177,10 @@ def test_the_plain_form_corrects_a_number(fresh_client, three_digits):
 
 
 def predictions_counted(client) -> Counter[str]:
-    """predictions_total by digit, as /metrics says."""
-    found = re.findall(r'^predictions_total\{digit="(\d)"\} (\S+)$', client.get("/metrics").text, re.MULTILINE)
+    """predictions_total of /predict/number by digit, as /metrics says."""
+    found = re.findall(
+        r'^predictions_total\{digit="(\d)",endpoint="/predict/number"\} (\S+)$', client.get("/metrics").text, re.M
+    )
     return Counter({digit: round(float(n)) for digit, n in found})
 
 

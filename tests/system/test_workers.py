@@ -98,14 +98,14 @@ def test_every_scrape_gives_the_same_totals(two_workers, seven_png):
     scrapes = [get(port, "/metrics")[1] for _ in range(10)]
     predicted = {metric(s, 'http_requests_total{endpoint="/predict",method="POST",status="200"}') for s in scrapes}
     assert predicted == {30.0}
-    assert {metric(s, 'predictions_total{digit="7"}') for s in scrapes} == {30.0}
+    assert {metric(s, 'predictions_total{digit="7",endpoint="/predict"}') for s in scrapes} == {30.0}
     assert {metric(s, "http_requests_in_progress") for s in scrapes} == {1.0}  # the scrape itself
 
 
 def test_a_killed_worker_is_replaced_and_its_gauges_dropped(two_workers, seven_png):
     port, metrics = two_workers
     before = get(port, "/metrics")[1]
-    served = metric(before, 'predictions_total{digit="7"}')
+    served = metric(before, 'predictions_total{digit="7",endpoint="/predict"}')
     pids = sorted(pid_of(f) for f in metrics.glob("gauge_livesum_*.db"))
     assert len(pids) == 2
     os.kill(pids[0], signal.SIGKILL)
@@ -115,5 +115,7 @@ def test_a_killed_worker_is_replaced_and_its_gauges_dropped(two_workers, seven_p
         time.sleep(0.2)
     after = wait_for_workers(port, 2)  # not 3: the dead worker's share is gone
     assert metric(after, "http_requests_in_progress") == 1.0
-    assert metric(after, 'predictions_total{digit="7"}') == served  # what it counted is still counted
+    assert (
+        metric(after, 'predictions_total{digit="7",endpoint="/predict"}') == served
+    )  # what it counted is still counted
     assert not (metrics / "counter_999999.db").exists()

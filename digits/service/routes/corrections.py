@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from digits.feedback.ids import Seen, client_key
 from digits.inference.weights import model_id
+from digits.service.observability import CORRECTIONS
 from digits.service.schemas import FeedbackIn, FeedbackOut, FeedbackStats
 from digits.service.worker import WorkerDep, operator
 
@@ -38,6 +39,7 @@ def checked_label(seen: Seen, label: int | str) -> int | str:
 
 def stored(worker: WorkerDep, who: Client, seen: Seen, label: int | str, prediction_id: str) -> FeedbackOut:
     row = worker.store.record(seen, label, who, worker.settings.feedback_per_hour)
+    CORRECTIONS.labels("number" if seen.number else "digit", model_id(seen.model_sha256)).inc()
     return FeedbackOut(
         id=row, prediction_id=prediction_id, predicted=seen.predicted, label=label, model=model_id(seen.model_sha256)
     )

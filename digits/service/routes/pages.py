@@ -10,6 +10,7 @@ from fastapi.templating import Jinja2Templates
 from digits.inference.explain import runner_up
 from digits.paths import TEMPLATES
 from digits.service.errors import FAMILIES, as_http
+from digits.service.observability import endpoint_of
 from digits.service.openapi import IMAGE_BODY, PAGE_ERRORS
 from digits.service.routes.corrections import Client, checked_label, stored
 from digits.service.schemas import LABEL, MAX_ID_CHARS
@@ -63,9 +64,11 @@ def upload_result(
         return error_page(request, upload)
     try:
         if upload.number:
-            number = worker.answers.number(upload.data, worker.settings.max_number_digits, explained=True)
+            number = worker.answers.number(
+                upload.data, worker.settings.max_number_digits, endpoint_of(request.scope), explained=True
+            )
             return templates.TemplateResponse(request, "number.html", {"number": number, "filename": upload.filename})
-        prediction = worker.answers.digit(upload.data, explained=True)
+        prediction = worker.answers.digit(upload.data, endpoint_of(request.scope), explained=True)
     except FAMILIES as e:
         return error_page(request, e)
     context = {"prediction": prediction, "runner_up": runner_up(prediction.probabilities), "filename": upload.filename}

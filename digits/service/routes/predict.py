@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 
 from digits.service.answers import Costly
 from digits.service.disconnects import in_thread, unless_gone
+from digits.service.observability import endpoint_of
 from digits.service.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from digits.service.schemas import BatchOut, NumberOut, PredictionOut
 from digits.service.uploads import BatchUpload, ImageUpload
@@ -29,7 +30,7 @@ Explain = Annotated[bool, Query(description="add an `explanation` picture to eac
 async def predict(request: Request, upload: ImageUpload, worker: WorkerDep, explain: Explain = False) -> PredictionOut:
     """Predict the digit in one image, sent as multipart field `file` or as the raw body."""
     if explain:  # the page's requests, one at a time: no micro-batch to join
-        return await in_thread(request, partial(worker.answers.digit, upload.data, True))
+        return await in_thread(request, partial(worker.answers.digit, upload.data, endpoint_of(request.scope), True))
     answer = await worker.batcher.submit(upload.data)
     if isinstance(answer, Costly):
         decoding = anyio.to_thread.run_sync(worker.predictor.prepare, upload.data, limiter=worker.decoders)
@@ -44,7 +45,9 @@ async def predict_number(
     request: Request, upload: ImageUpload, worker: WorkerDep, explain: Explain = False
 ) -> NumberOut:
     """Read a whole number: every digit in one image, left to right, each with its box in the image."""
-    number = partial(worker.answers.number, upload.data, worker.settings.max_number_digits, explain)
+    number = partial(
+        worker.answers.number, upload.data, worker.settings.max_number_digits, endpoint_of(request.scope), explain
+    )
     return await in_thread(request, number)
 
 
@@ -53,5 +56,11 @@ async def predict_batch(
     request: Request, uploads: BatchUpload, worker: WorkerDep, explain: Explain = False
 ) -> BatchOut:
     """Predict many images in one call; a bad image gets an `error` entry in its place."""
-    work = partial(worker.answers.batch, [u.data for u in uploads], worker.settings.batch_budget_ms, explain)
+    work = partial(
+        worker.answers.batch,
+        [u.data for u in uploads],
+        worker.settings.batch_budget_ms,
+        explain,
+        endpoint_of(request.scope),
+    )
     return await in_thread(request, work)

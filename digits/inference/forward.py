@@ -1,10 +1,11 @@
 """The network's forward pass for serving: plain numpy over the MLP's own float32 weights.
 
 At batch 1, torch's module machinery costs more than the arithmetic (235,146 multiply-adds). Measured in one run
-on this CPU (one thread, `make bench`'s "Forward pass"): torch's module 42 µs, TorchScript 35, torch's addmm
-on pre-transposed weights 21, numpy 22, onnxruntime 21; at batch 64, 350-365 µs for all but onnxruntime's 149.
-numpy needs nothing installed, and the micro-batches that onnxruntime would speed up cost a few µs a digit
-against the preprocessing's hundreds. Training stays torch's; the weights file stays the one train.py writes.
+on this CPU (one thread, `make bench`'s "Forward pass"): torch's module 43 µs, TorchScript 25, torch's addmm
+on pre-transposed weights 22, numpy 20, onnxruntime 15; at batch 64, 345-383 µs for all but onnxruntime's 149.
+numpy needs nothing installed; onnxruntime would save a few µs an upload against the preprocessing's hundreds,
+for two packages more (docs/benchmarks.md). Training stays torch's; the weights file stays the one train.py
+writes.
 """
 
 import numpy as np

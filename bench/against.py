@@ -1,0 +1,115 @@
+"""The Predictor's time per upload in this checkout against another commit's, measured in one run, alternated.
+
+    python bench/against.py 537ba7c              # 5 rounds, each side in a fresh process every round
+    python bench/against.py HEAD~3 --rounds 9
+
+Machines here are shared and noisy, so only ratios taken round by round mean much. The other commit is checked
+out with `git worktree` into a temporary folder and timed with this checkout's Python; each side runs the same
+measurement (MEASURE, below) on the same uploads: 200 MNIST test digits as 28×28 PNGs, 20 of them drawn on
+the page's 560×560 canvas, a 4000×3000 phone photo of one digit, and one of a four-digit number. It prints each
+side's median ms per upload, and the median of the rounds' ratios, this checkout's over the other's.
+"""
+
+import argparse
+import json
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
+
+from bench import number_strip
+from digits.imaging.png import encode
+from digits.training import dataset
+from digits.training.report import phone_photo
+from in_process import canvas_png
+
+# Run in each checkout, with that checkout first on the path: only what both commits have.
+MEASURE = """
+import json, pickle, statistics, sys, time
+sys.path.insert(0, ".")
+import torch
+torch.set_num_threads(1)
+try:
+    from digits.inference.forward import limit_threads
+    limit_threads(1)
+except ImportError:
+    pass  # a commit from before the numpy forward pass
+from digits.inference.predictor import Predictor
+from digits.inference.segment import read_number
+uploads = pickle.load(open(sys.argv[1], "rb"))
+predictor = Predictor()
+
+def ms(fn, items, passes):
+    for item in items[:3]:
+        fn(item)
+    times = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        for item in items:
+            fn(item)
+        times.append((time.perf_counter() - start) * 1000 / len(items))
+    return statistics.median(times)
+
+print(json.dumps({
+    "28×28 PNG": ms(predictor.predict, uploads["png"], 5),
+    "560×560 canvas PNG": ms(predictor.predict, uploads["canvas"], 5),
+    "4000×3000 phone photo": ms(predictor.predict, [uploads["photo"]] * 3, 5),
+    "four-digit photo, read_number": ms(lambda d: read_number(predictor, d), [uploads["number"]] * 3, 5),
+}))
+"""
+
+
+def uploads(path: Path) -> None:
+    images = dataset.load(train=False)[0].numpy()
+    pickle.dump(
+        {
+            "png": [encode(255 - d) for d in images[:200]],
+            "canvas": [canvas_png(d) for d in images[:20]],
+            "photo": phone_photo(images[0]),
+            "number": phone_photo(number_strip(list(images[10:14]), 4)),
+        },
+        path.open("wb"),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("commit", help="the commit to measure against")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each timing both sides (default: 5)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        other = Path(tmp) / "other"
+        subprocess.run(["git", "worktree", "add", "--detach", str(other), args.commit], cwd=ROOT, check=True)
+        try:
+            uploads(Path(tmp) / "uploads.pkl")
+            runs: dict[str, list[dict[str, float]]] = {"this": [], "other": []}
+            for r in range(args.rounds):
+                sides = [("this", ROOT), ("other", other)]
+                for side, cwd in sides if r % 2 == 0 else sides[::-1]:
+                    out = subprocess.run(
+                        [sys.executable, "-c", MEASURE, str(Path(tmp) / "uploads.pkl")],
+                        cwd=cwd, capture_output=True, text=True, check=True,
+                    ).stdout  # fmt: skip
+                    runs[side].append(json.loads(out.splitlines()[-1]))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=True)
+    print(
+        f"ms per upload, medians of {args.rounds} rounds; ratio: this checkout's over {args.commit}'s, round by round"
+    )
+    print(f"| upload | {args.commit} | this checkout | ratio |\n| --- | --- | --- | --- |")
+    for name in runs["this"][0]:
+        theirs, ours = [r[name] for r in runs["other"]], [r[name] for r in runs["this"]]
+        ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
+        print(
+            f"| {name} | {statistics.median(theirs):.3f} | {statistics.median(ours):.3f} | "
+            f"**{statistics.median(ratios):.2f}×** ({min(ratios):.2f}–{max(ratios):.2f}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -64,14 +64,15 @@ class Exported:
 def export(corrections: list[Listed], folder: Path) -> int:
     """Add the corrections whose images are not in the folder yet, and write its manifest; how many were added."""
     table = folder / CSV
-    have = {row["image"] for row in _rows(folder)} if table.exists() else set()
+    fresh = not table.exists()
+    have = set() if fresh else {row["image"] for row in _rows(folder)}
     new = [c for c in corrections if _image(c.name) not in have]
     (folder / IMAGES).mkdir(parents=True, exist_ok=True)
     for c in new:  # the images before the rows that name them, and the manifest last
         (folder / _image(c.name)).write_bytes(c.image_png)
     with table.open("a", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, lineterminator="\n")
-        if not have:
+        if fresh:
             writer.writeheader()
         writer.writerows(_row(c) for c in new)
     images = {row["image"]: _sha256(folder / row["image"]) for row in _rows(folder)}

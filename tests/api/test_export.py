@@ -70,6 +70,8 @@ def test_the_accepted_corrections_become_pngs_a_csv_and_a_manifest(store, tmp_pa
 
 def test_exporting_again_adds_only_what_is_new(store, tmp_path, mnist_test):
     folder = tmp_path / "out"
+    assert export.export([], folder) == 0  # a folder with no corrections yet, then its first ones
+    assert export.read(folder) == []
     export.export(store.listed(ACCEPTED), folder)
     assert export.export(store.listed(ACCEPTED), folder) == 0
     corrected(store, mnist_test, 30)

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from digits.feedback.store import Listed, labelled_digits
+from digits.inference.weights import file_sha256
 
 FORMAT, VERSION = "digits-corrections", 1
 CSV, MANIFEST, IMAGES = "corrections.csv", "manifest.json", "images"
@@ -75,7 +76,7 @@ def export(corrections: list[Listed], folder: Path) -> int:
         if fresh:
             writer.writeheader()
         writer.writerows(_row(c) for c in new)
-    images = {row["image"]: _sha256(folder / row["image"]) for row in _rows(folder)}
+    images = {row["image"]: file_sha256(folder / row["image"]) for row in _rows(folder)}
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -156,7 +157,3 @@ def _row(c: Listed) -> dict[str, str | int | float]:
 
 def _image(name: str) -> str:
     return f"{IMAGES}/{name}.png"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -31,6 +31,8 @@ RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH" \
 # The root's scripts and the package, whole: .dockerignore keeps out what the service doesn't run.
 COPY *.py ./
 COPY digits/ digits/
+# The languages' catalogs, compiled from their .po (make catalogs does the same outside)
+RUN pybabel -q compile -d digits/i18n/locales
 COPY templates/ templates/
 COPY static/ static/
 COPY weights/ weights/

@@ -3,6 +3,7 @@
 # make check - lint, and the unit and in-process API tests: the loop while working (under 2 minutes)
 # make lint  - ruff check, ruff format --check and mypy, as configured in pyproject.toml
 # make mutate - mutation testing of the request path (docs/mutants.md); make test runs a few of its functions
+# make messages - after changing a message: extract them all and merge them into each language's catalog
 # make image - build the container image with podman, on a Debian base made here (no registry needed)
 # make image-test - build it and run the container tests (tests/system/test_container.py)
 PYTHON ?= python3
@@ -14,19 +15,21 @@ STAMP := $(VENV)/.installed
 PEERS_VENV := .venv-peers
 PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
+# The page and the errors in each language: a catalog per language, compiled here (docs/languages.md).
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard digits/i18n/locales/*/LC_MESSAGES/messages.po))
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql prometheus
 
-.PHONY: run test check lint claims mutate-smoke mutation train bench soak mutate data debs clean image compose-images image-test container-debs
+.PHONY: run test check lint claims mutate-smoke mutation train bench soak mutate data debs catalogs messages clean image compose-images image-test container-debs
 
-run: $(STAMP)
+run: $(STAMP) $(CATALOGS)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
-test: lint $(MNIST) debs compose-images
+test: lint $(MNIST) $(CATALOGS) debs compose-images
 	$(BIN)/python -m pytest -q --durations=15  # the slowest, so that CI shows where its time goes
 	$(MAKE) mutate-smoke
 
 # Tests that start no process and measure no accuracy (tests/unit, tests/api).
-check: lint $(MNIST)
+check: lint $(MNIST) $(CATALOGS)
 	$(BIN)/python -m pytest -q -m "unit or api"
 
 lint: $(STAMP)
@@ -35,10 +38,10 @@ lint: $(STAMP)
 	$(BIN)/mypy .
 
 # Every figure the README states, measured again (python bench/claims.py --fast runs inside make test).
-claims: $(STAMP) $(MNIST) debs
+claims: $(STAMP) $(MNIST) $(CATALOGS) debs
 	$(BIN)/python bench/claims.py
 
-bench: $(STAMP) $(PEERS) $(MNIST) debs
+bench: $(STAMP) $(PEERS) $(MNIST) $(CATALOGS) debs
 	$(BIN)/python bench/bench.py
 
 # LitServe and BentoML, the servers bench/ compares this one with, in a venv of their own.
@@ -47,7 +50,7 @@ $(PEERS): bench/requirements-peers.txt requirements-serve.txt
 	$(PEERS_VENV)/bin/pip install --disable-pip-version-check -q -r bench/requirements-peers.txt
 	touch $@
 
-soak: $(STAMP) $(MNIST) debs
+soak: $(STAMP) $(MNIST) $(CATALOGS) debs
 	$(BIN)/python bench/soak.py
 
 # The request path, as mutmut names its functions: upload parsing and limits, micro-batching, the body
@@ -69,10 +72,10 @@ MUTATE_SMOKE := digits.feedback.ids.x_client_key* digits.imaging.formats.x__png*
 
 # One thread per test run: mutmut runs one per core at once. mutmut is installed here, not from
 # requirements.txt: only these targets use it.
-mutate: $(STAMP) $(MNIST) debs
+mutate: $(STAMP) $(MNIST) $(CATALOGS) debs
 	$(MAKE) mutation MUTANTS="$(MUTATE)"
 
-mutate-smoke: $(STAMP) $(MNIST)
+mutate-smoke: $(STAMP) $(MNIST) $(CATALOGS)
 	$(MAKE) mutation MUTANTS="$(MUTATE_SMOKE)"
 
 mutation:
@@ -88,6 +91,18 @@ train: $(STAMP)
 	$(BIN)/python train.py
 
 data: $(MNIST)
+
+catalogs: $(CATALOGS)
+
+%.mo: %.po | $(STAMP)
+	$(BIN)/pybabel -q compile -i $< -o $@
+
+# The messages of the package and the templates ([tool.babel] in pyproject.toml) into every catalog: new ones
+# come untranslated and changed ones fuzzy, and tests/unit/test_languages.py fails until each is translated.
+messages: $(STAMP)
+	mkdir -p out
+	$(BIN)/pybabel -q extract -F pyproject.toml --no-location -o out/messages.pot .
+	$(BIN)/pybabel -q update -i out/messages.pot -d digits/i18n/locales -w 120 --ignore-obsolete
 
 $(STAMP): requirements.txt requirements-serve.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -62,7 +62,9 @@ app = FastAPIOffline(
 )
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
 feedback_limit = corrections.FEEDBACK_BODY_BYTES
-app.add_middleware(BodyLimit, limits={"/feedback": feedback_limit, "/upload/feedback": feedback_limit})
+app.add_middleware(
+    BodyLimit, limits={"/feedback": feedback_limit, "/upload/feedback": feedback_limit, "/language": pages.CHOICE_BYTES}
+)
 app.add_middleware(SecurityHeaders)
 app.add_middleware(Observability)
 errors.install(app)

@@ -14,6 +14,13 @@ let latest = 0;         // only the newest request may paint the result
 let strokeTimer = null;
 let uploadUrl = null;   // the object URL of the shown upload, revoked when another replaces it
 
+// What the page says, in its language: the template's translations, with {name} filled in here.
+const messages = JSON.parse($("messages").textContent);
+const say = (key, params = {}) => messages[key].replace(/\{(\w+)\}/g, (_, name) => params[name]);
+const percent = (share, decimals = 1) => new Intl.NumberFormat(document.documentElement.lang, {
+  style: "percent", minimumFractionDigits: decimals, maximumFractionDigits: decimals,
+}).format(share);
+
 function clearCanvas() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
@@ -128,7 +135,7 @@ canvas.addEventListener("pointercancel", endStroke);
 function predictCanvas() {
   clearTimeout(strokeTimer);
   if (!drawn) {
-    showMessage("Draw a digit first.", "uncertain");
+    showMessage(say("drawFirst"), "uncertain");
     return;
   }
   canvas.toBlob((blob) => send(blob, "drawing.png", true), "image/png");
@@ -137,7 +144,7 @@ function predictCanvas() {
 // --- files: picker, drag and drop, paste ---
 function sendFile(file) {
   if (file) send(file, file.name || "pasted.png");
-  else showMessage("Choose an image file first.", "uncertain");
+  else showMessage(say("chooseFile"), "uncertain");
 }
 
 // Emptied as the picker opens, so that choosing the same file again is a change too.
@@ -175,7 +182,7 @@ async function send(blob, name, onCanvas = false) {
   const body = new FormData();
   body.append("file", blob, name);
   output.setAttribute("aria-busy", "true");
-  $("status").textContent = "Reading…";
+  $("status").textContent = say("reading");
   $("status").className = "status";
   $("placeholder").hidden = true;
   let response, data;
@@ -183,16 +190,16 @@ async function send(blob, name, onCanvas = false) {
     response = await fetch(asNumber ? "/predict/number?explain=true" : "/predict?explain=true", { method: "POST", body });
     data = await response.json();
   } catch (err) {
-    if (id === latest) showMessage("Could not reach the server. Check your connection and try again.", "error");
+    if (id === latest) showMessage(say("unreachable"), "error");
     return;
   } finally {
     if (id === latest) output.removeAttribute("aria-busy");
   }
   if (id !== latest) return;
   if (!response.ok) {
-    const detail = typeof data.detail === "string" ? data.detail : "the server could not read this image";
-    const noDigit = response.status === 422 && detail.startsWith("no digit");
-    showMessage(sentence(detail), noDigit ? "uncertain" : "error");
+    // The service says why in the page's language. A 422 from here is an image with no digit to read.
+    const detail = typeof data.detail === "string" ? data.detail : say("unreadable");
+    showMessage(sentence(detail), response.status === 422 ? "uncertain" : "error");
     return;
   }
   clearResult();
@@ -200,7 +207,7 @@ async function send(blob, name, onCanvas = false) {
   if (asNumber) showNumber(data, onCanvas ? null : blob);
   else showPrediction(data, onCanvas ? null : blob);
   // Which weights answered, small, at the end: what a correction is tied to, and what /model describes.
-  $("model").textContent = `Model ${data.model}`;
+  $("model").textContent = say("model", { model: data.model });
   $("model").hidden = false;
   bringIntoView();
 }
@@ -237,7 +244,7 @@ function showUpload(blob, digits) {
   if (uploadUrl) URL.revokeObjectURL(uploadUrl);
   uploadUrl = URL.createObjectURL(blob);
   const img = $("upload-image");
-  img.alt = digits ? `Your image, with a box around each of the ${digits.length} digits read` : "Your image";
+  img.alt = digits ? say("boxedUpload", { count: digits.length }) : say("upload");
   img.src = uploadUrl;
   $("upload-figure").hidden = false;
   img.classList.remove("tiny");
@@ -260,27 +267,26 @@ function showPrediction(p, upload) {
   const several = p.hint && !p.not_a_digit;
   $("result-digit").textContent = p.not_a_digit ? "?" : several ? "" : p.digit;
   // "?" for no digit, with no confidence beside it: the guess it would be sure of isn't there.
-  $("confidence").textContent = several || p.not_a_digit ? "" : `${(p.confidence * 100).toFixed(1)}% sure`;
+  $("confidence").textContent = several || p.not_a_digit ? "" : say("sure", { percent: percent(p.confidence) });
   const other = runnerUp(p.probabilities, p.digit);
   if (p.not_a_digit) {
-    status(`That doesn't look like a digit. If the model had to choose, it would say ${p.digit}.`);
+    status(say("notADigit", { digit: p.digit }));
   } else if (several) {
-    status("This looks like several digits, not one. Read it as a whole number to see them all.");
+    status(say("several"));
     $("as-number").hidden = false;
   } else if (p.uncertain) {
-    status(`Not sure which digit: ${p.digit} or ${other}. ${p.digit} is only the best guess.`);
+    status(say("between", { digit: p.digit, other }));
   }
   if (upload) showUpload(upload, null);
   if (several) return;  // no single digit to explain, show the chances of, or correct
   $("seen").src = "data:image/png;base64," + p.input_image;
-  $("seen").alt = `The 28×28 image the model saw, read as ${p.digit}`;
+  $("seen").alt = say("seen", { digit: p.digit });
   $("seen-row").hidden = false;
   const between = p.uncertain && !p.not_a_digit;
-  $("why-summary").textContent = "Why this digit?";
-  $("why-pictures").replaceChildren(picture(p.explanation, `What pushed the answer towards ${p.digit}, in orange, and away, in blue`));
-  $("why-legend").textContent = between
-    ? `Orange: ink that says ${p.digit} rather than ${other}. Blue: ink that says ${other} rather than ${p.digit}.`
-    : `Orange: ink that ${p.not_a_digit ? "would make" : "made"} it a ${p.digit}. Blue: ink that spoke against it.`;
+  $("why-summary").textContent = say("whyDigit");
+  $("why-pictures").replaceChildren(picture(p.explanation, say("pushed", { digit: p.digit })));
+  $("why-legend").textContent = say(between ? "legendBetween" : p.not_a_digit ? "legendWould" : "legendMade",
+    { digit: p.digit, other });
   $("why").hidden = false;
   const bars = p.probabilities.map((prob, digit) => {
     const li = document.createElement("li");
@@ -295,7 +301,7 @@ function showPrediction(p, upload) {
     meter.setAttribute("aria-label", `${digit}`);
     const value = document.createElement("span");
     value.className = "value";
-    value.textContent = `${(prob * 100).toFixed(1)}%`;
+    value.textContent = percent(prob);
     li.append(label, meter, value);
     return li;
   });
@@ -305,7 +311,7 @@ function showPrediction(p, upload) {
   for (const b of $("feedback-buttons").children) {
     const d = Number(b.dataset.digit);
     b.disabled = d === p.digit && !p.not_a_digit;
-    b.setAttribute("aria-label", b.disabled ? `${d}, the model's answer` : `The right digit is ${d}`);
+    b.setAttribute("aria-label", say(b.disabled ? "modelsAnswer" : "rightDigit", { digit: d }));
     b.setAttribute("aria-pressed", "false");
   }
   $("feedback").hidden = false;
@@ -313,9 +319,9 @@ function showPrediction(p, upload) {
 
 function showNumber(n, upload) {
   $("result-digit").textContent = n.number;
-  $("confidence").textContent = `${(n.confidence * 100).toFixed(1)}% sure of the whole number`;
+  $("confidence").textContent = say("sureOfNumber", { percent: percent(n.confidence) });
   if (n.uncertain) {
-    status(`Not sure about every digit, or about where one ends and the next begins; ${n.number} is the best reading.`);
+    status(say("numberUncertain", { number: n.number }));
   }
   if (upload) showUpload(upload, n.digits);
   else drawBoxes($("boxes"), n.digits, canvas.width, canvas.height);
@@ -326,26 +332,26 @@ function showNumber(n, upload) {
     digit.textContent = d.digit;
     const value = document.createElement("span");
     value.className = "value";
-    value.textContent = `${Math.round(d.confidence * 100)}%`;
-    li.append(picture(d.input_image, `Digit ${i + 1} as the model saw it, read as ${d.digit}`), digit, value);
+    value.textContent = percent(d.confidence, 0);
+    li.append(picture(d.input_image, say("crop", { place: i + 1, digit: d.digit })), digit, value);
     return li;
   });
   $("crops").replaceChildren(...crops);
   $("crops").hidden = false;
-  $("why-summary").textContent = "Why these digits?";
+  $("why-summary").textContent = say("whyDigits");
   const why = n.digits.map((d, i) => {
     const li = document.createElement("li");
     const digit = document.createElement("span");
     digit.className = "crop-digit";
     digit.textContent = d.digit;
-    li.append(picture(d.explanation, `Digit ${i + 1}: what pushed it towards ${d.digit}, in orange, and away, in blue`), digit);
+    li.append(picture(d.explanation, say("cropPushed", { place: i + 1, digit: d.digit })), digit);
     return li;
   });
   const list = document.createElement("ol");
   list.className = "crops";
   list.replaceChildren(...why);
   $("why-pictures").replaceChildren(list);
-  $("why-legend").textContent = "Orange: ink that made each digit what it was read as. Blue: ink that spoke against it.";
+  $("why-legend").textContent = say("legendEach");
   $("why").hidden = false;
   predictionId = n.prediction_id;
   $("right-number").value = n.number;
@@ -397,7 +403,7 @@ $("number-feedback").addEventListener("submit", (e) => {
   const label = $("right-number").value;
   if (label === $("result-digit").textContent) {
     $("number-feedback-status").className = "status thanks";
-    $("number-feedback-status").textContent = "That is what the model read: nothing to correct.";
+    $("number-feedback-status").textContent = say("nothingToCorrect");
     return;
   }
   sendCorrection(label, $("number-feedback-status"));
@@ -406,7 +412,7 @@ $("number-feedback").addEventListener("submit", (e) => {
 async function sendCorrection(label, status = $("feedback-status")) {
   if (!predictionId) return;
   status.className = "status";
-  status.textContent = "Sending…";
+  status.textContent = say("sending");
   try {
     const response = await fetch("/feedback", {
       method: "POST",
@@ -414,12 +420,12 @@ async function sendCorrection(label, status = $("feedback-status")) {
       body: JSON.stringify({ prediction_id: predictionId, label }),
     });
     const data = await response.json();
-    if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : "not recorded");
+    if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : response.statusText);
     status.className = "status thanks";
-    status.textContent = `Thank you! Recorded as ${label}.`;
+    status.textContent = say("recorded", { label });
   } catch (err) {
     status.className = "status error";
-    status.textContent = sentence(`not recorded: ${err.message}`);
+    status.textContent = sentence(say("notRecorded", { why: err.message }));
   }
 }
 
@@ -439,4 +445,4 @@ workspace.classList.add("js");
 $("draw").hidden = output.hidden = $("drop-hint").hidden = false;
 // With the canvas there, the file is optional; the form still posts when JavaScript is off.
 fileInput.required = false;
-$("submit").textContent = "Recognize this file";
+$("submit").textContent = say("recognizeFile");

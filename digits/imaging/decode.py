@@ -7,6 +7,7 @@ import warnings
 
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 
+from digits.i18n.message import N_
 from digits.imaging import formats
 from digits.imaging.errors import ImageError, ImageTooLarge, UnreadableImage
 
@@ -42,28 +43,36 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image
     """Open an upload's header, refusing one that would cost too much before any pixel is decoded: the image,
     and the estimated ms on one core that decode() will take to load it (formats.py)."""
     if not data:
-        raise UnreadableImage("the file is empty; choose an image of a digit")
+        raise UnreadableImage(N_("the file is empty; choose an image of a digit"))
     try:
         formats.check_structure(data)
         im = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
         formats.check_metadata(im)
-    except formats.CostlyImage as e:
-        raise ImageTooLarge(str(e)) from e
+    except formats.CostlyImage:
+        raise
     except Image.DecompressionBombError as e:
-        raise ImageTooLarge(f"the image has more than {max_pixels:,} pixels; scale it down and try again") from e
+        raise ImageTooLarge(
+            N_("the image has more than %(limit)s pixels; scale it down and try again"), limit=max_pixels
+        ) from e
     except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
         raise UnreadableImage(
-            "the file is not an image we can read; send a PNG, JPEG, GIF, BMP, TIFF or WebP file"
+            N_("the file is not an image we can read; send a PNG, JPEG, GIF, BMP, TIFF or WebP file")
         ) from e
     if im.width * im.height > max_pixels:
         raise ImageTooLarge(
-            f"the image is {im.width}×{im.height} pixels, over the limit of {max_pixels:,}; scale it down and try again"
+            N_("the image is %(size)s pixels, over the limit of %(limit)s; scale it down and try again"),
+            size=f"{im.width}×{im.height}",
+            limit=max_pixels,
         )
     cost = formats.decode_ms(im)
     if cost > formats.DECODE_BUDGET_MS:
         raise ImageTooLarge(
-            f"the image is {im.width}×{im.height} pixels, too many to read quickly as a {im.format} of this kind; "
-            "scale it down, or send it as a JPEG"
+            N_(
+                "the image is %(size)s pixels, too many to read quickly as a %(format)s of this kind; "
+                "scale it down, or send it as a JPEG"
+            ),
+            size=f"{im.width}×{im.height}",
+            format=str(im.format),
         )
     return im, cost
 
@@ -89,7 +98,7 @@ def load(im: Image.Image) -> Image.Image:
         if max(im.size) > WORK_SIZE:
             im.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
     except _DECODE_ERRORS as e:
-        raise UnreadableImage("the image file is damaged or truncated; export it again and retry") from e
+        raise UnreadableImage(N_("the image file is damaged or truncated; export it again and retry")) from e
     im.info[FULL_SIZE] = full  # as the user sees it, for boxes drawn on the upload
     return im
 

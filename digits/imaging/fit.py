@@ -9,6 +9,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from scipy import ndimage
 
+from digits.i18n.message import N_
 from digits.imaging.errors import NoDigitFound
 from digits.imaging.ink import ink_map
 
@@ -74,7 +75,7 @@ def fit_and_centre(x: np.ndarray) -> np.ndarray:
     """Crop to the ink, fit it into BOX×BOX keeping its aspect ratio, centre its mass in FIELD×FIELD."""
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
     if rows.size == 0:
-        raise NoDigitFound("no digit found: no ink in the image; write a digit in dark ink on light paper")
+        raise NoDigitFound(N_("no digit found: no ink in the image; write a digit in dark ink on light paper"))
     crop = _thickened(x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
     h, w = crop.shape
     scale = BOX / max(h, w)

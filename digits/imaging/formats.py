@@ -15,6 +15,9 @@ from collections.abc import Callable
 
 from PIL import ImageFile, ImageMode, PngImagePlugin
 
+from digits.i18n.message import N_
+from digits.imaging.errors import ImageTooLarge
+
 # No accepted upload takes longer than this to decode on one core (the estimate is of the worst case).
 DECODE_BUDGET_MS = 250.0
 # Parts (chunks, markers, sub-blocks, tags, strips) one image may have. Real files have tens, or up to a
@@ -35,7 +38,7 @@ PngImagePlugin.MAX_TEXT_MEMORY = 1024 * 1024
 MAX_EXIF_BYTES = 65535
 
 
-class CostlyImage(ValueError):
+class CostlyImage(ImageTooLarge):
     """A file whose structure or size would cost more to decode than the service allows; the message says why."""
 
 
@@ -46,15 +49,20 @@ def check_structure(data: bytes) -> None:
         return  # too short to hold that many parts (a TIFF's count of strips is a number, so it is always read)
     if walk(data) > MAX_PARTS:
         raise CostlyImage(
-            f"the file is made of over {MAX_PARTS:,} chunks, markers or strips, far more than any photo or scan; "
-            "export it again as a plain PNG or JPEG"
+            N_(
+                "the file is made of over %(limit)s chunks, markers or strips, far more than any photo or scan; "
+                "export it again as a plain PNG or JPEG"
+            ),
+            limit=MAX_PARTS,
         )
 
 
 def check_metadata(im: ImageFile.ImageFile) -> None:
     """Refuse EXIF larger than a JPEG can hold, which the orientation check would otherwise parse."""
     if len(im.info.get("exif") or b"") > MAX_EXIF_BYTES:
-        raise CostlyImage(f"the image's EXIF is over {MAX_EXIF_BYTES:,} bytes; export it again without metadata")
+        raise CostlyImage(
+            N_("the image's EXIF is over %(limit)s bytes; export it again without metadata"), limit=MAX_EXIF_BYTES
+        )
 
 
 def decode_ms(im: ImageFile.ImageFile) -> float:

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from scipy import ndimage
 
+from digits.i18n.message import N_
 from digits.imaging.errors import NoDigitFound, TooManyMarks
 
 DUST = 0.02  # strokes with less ink than this share of the largest are specks, not digits
@@ -35,14 +36,17 @@ def _grouped(x: np.ndarray) -> tuple[np.ndarray, list[tuple[list[int], int, int]
     5's bar drawn off to the side, joins its nearest neighbour; dust is dropped."""
     labels, n = ndimage.label(x > 0, structure=np.ones((3, 3)))
     if n == 0:
-        raise NoDigitFound("no digit found: no ink in the image; write a digit in dark ink on light paper")
+        raise NoDigitFound(N_("no digit found: no ink in the image; write a digit in dark ink on light paper"))
     mass = np.asarray(ndimage.sum_labels(x, labels, index=np.arange(1, n + 1)))
     kept = np.flatnonzero(mass >= DUST * mass.max())
     # Counted before anything costs per mark: 64,000 dots in a 1 KB PNG took 4 s to group.
     if kept.size > MAX_MARKS:
         raise TooManyMarks(
-            f"the image holds {kept.size:,} separate marks, too many for handwriting; "
-            "crop it to the digits, on plain paper"
+            N_(
+                "the image holds %(marks)s separate marks, too many for handwriting; "
+                "crop it to the digits, on plain paper"
+            ),
+            marks=int(kept.size),
         )
     boxes = ndimage.find_objects(labels)
     groups: list[tuple[list[int], slice, slice]] = []  # each group's labels, rows and columns

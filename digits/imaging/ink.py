@@ -5,6 +5,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from scipy import ndimage
 
+from digits.i18n.message import N_
 from digits.imaging.decode import OPAQUE, luminance
 from digits.imaging.errors import NoDigitFound
 
@@ -47,7 +48,7 @@ def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """
     weight = alpha.sum()
     if weight < 1e-3 * alpha.size:
-        raise NoDigitFound("no digit found: the image is fully transparent; draw or photograph a digit")
+        raise NoDigitFound(N_("no digit found: the image is fully transparent; draw or photograph a digit"))
     stroke = float((gray * alpha).sum() / weight)
     background = 1.0 if stroke < 0.5 else 0.0
     return gray * alpha + background * (1 - alpha)
@@ -121,7 +122,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     ink = float(extreme - _median(paper) - offset)
     if ink < MIN_CONTRAST:
         raise NoDigitFound(
-            "no digit found: the image is blank or nearly uniform; write a digit in dark ink on light paper"
+            N_("no digit found: the image is blank or nearly uniform; write a digit in dark ink on light paper")
         )
     x /= ink
     x[x < INK_THRESHOLD] = 0  # negatives included, so only the top needs clipping

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from digits.i18n.message import N_
 from digits.imaging.decode import DEFAULT_MAX_PIXELS, decode_cost, load, open_image
 from digits.imaging.errors import ImageError, ImageTooLarge
 from digits.imaging.fit import fit_and_centre
@@ -33,9 +34,9 @@ DEFAULT_UNCERTAIN_BELOW = 0.5  # for weights that don't record a threshold chose
 # digits come out near 1%, so this keeps under it. Far more flagged in service means the uploads have changed.
 UNCERTAIN_SHARE = 0.0075
 # The hint that /predict gives with an image of several digits.
-SEVERAL_DIGITS = "the image seems to hold several digits; POST it to /predict/number to read the whole number"
+SEVERAL_DIGITS = N_("the image seems to hold several digits; POST it to /predict/number to read the whole number")
 # The hint for an image that doesn't look like a digit at all.
-NOT_A_DIGIT = "this doesn't look like a handwritten digit; send a photo, scan or drawing of one digit"
+NOT_A_DIGIT = N_("this doesn't look like a handwritten digit; send a photo, scan or drawing of one digit")
 # An uncertain answer whose two likeliest digits together fall short of this is no digit, not a choice between
 # two: trained on outliers (outliers.py), the model spreads its answer over all ten for what isn't a digit.
 NOT_A_DIGIT_TOP_TWO = 0.75
@@ -169,8 +170,10 @@ class Predictor:
                     spent += decode_cost(data, self.max_pixels)
                     if spent > budget_ms:
                         raise ImageTooLarge(
-                            "not read: the images before it in this request take all the decoding time one request "
-                            "may have; send this one in another request"
+                            N_(
+                                "not read: the images before it in this request take all the decoding time one "
+                                "request may have; send this one in another request"
+                            )
                         )
                 prepared.append(self.prepare(data))
             except ImageError as e:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from digits.i18n.message import N_
 from digits.imaging.decode import FULL_SIZE, decode
 from digits.imaging.errors import ImageError
 from digits.imaging.fit import fit_and_centre
@@ -227,8 +228,11 @@ def read_number(predictor: Predictor, data: bytes, max_digits: int = MAX_DIGITS)
     im: Image.Image = decode(data, predictor.max_pixels)
     groups = ink_groups(ink_map(im))
     if len(groups) > max_digits:
-        raise TooManyDigits(f"the image has {len(groups)} separate marks, over the limit of {max_digits} digits; "
-                            "crop it to the number")  # fmt: skip
+        raise TooManyDigits(
+            N_("the image has %(marks)s separate marks, over the limit of %(limit)s digits; crop it to the number"),
+            marks=len(groups),
+            limit=max_digits,
+        )
     full_w, full_h = im.info[FULL_SIZE]
     sx, sy = full_w / im.width, full_h / im.height
     pieces, boxes, doubtful = [], [], False
@@ -243,7 +247,9 @@ def read_number(predictor: Predictor, data: bytes, max_digits: int = MAX_DIGITS)
             boxes.append((round(x * sx), round(y * sy), round(w * sx), round(h * sy)))
     if len(pieces) > max_digits:
         raise TooManyDigits(
-            f"the image holds {len(pieces)} digits, over the limit of {max_digits}; crop it to the number"
+            N_("the image holds %(digits)s digits, over the limit of %(limit)s; crop it to the number"),
+            digits=len(pieces),
+            limit=max_digits,
         )
     predictions = predictor.classify(np.stack(pieces))
     return Reading([Digit(p, b) for p, b in zip(predictions, boxes, strict=True)], doubtful)

@@ -6,6 +6,8 @@ import base64
 import numpy as np
 
 from digits.feedback.ids import PredictionIds
+from digits.i18n.languages import Language
+from digits.i18n.message import Message
 from digits.imaging.errors import ImageError
 from digits.imaging.png import to_png
 from digits.inference.explain import explain
@@ -42,6 +44,13 @@ def counted(p: Prediction, endpoint: str) -> Prediction:
     if p.not_a_digit:
         NOT_DIGITS.labels(endpoint).inc()
     return p
+
+
+def hinted(out: PredictionOut, language: Language) -> PredictionOut:
+    """The answer with its hint in the reader's language: Prediction.hint is the hint's English message id."""
+    if out.hint is not None:
+        out.hint = language.say(Message(out.hint))
+    return out
 
 
 class Answers:
@@ -102,11 +111,19 @@ class Answers:
         return NumberOut(number=reading.number, prediction_id=prediction_id, digits=digits,
                          confidence=confidence, uncertain=reading.uncertain, model=self.predictor.model_id)  # fmt: skip
 
-    def batch(self, uploads: list[bytes], budget_ms: float, explained: bool, endpoint: str) -> BatchOut:
+    def batch(
+        self, uploads: list[bytes], budget_ms: float, explained: bool, endpoint: str, language: Language
+    ) -> BatchOut:
+        """Every upload's answer, or why it could not be read, in the reader's language."""
         results = self.predictor.predict_many(uploads, budget_ms)
         answers = iter(self.to_outs([r for r in results if not isinstance(r, ImageError)], explained, endpoint))
         return BatchOut(
-            predictions=[BatchError(error=str(r)) if isinstance(r, ImageError) else next(answers) for r in results],
+            predictions=[
+                BatchError(error=language.say(r.message))
+                if isinstance(r, ImageError)
+                else hinted(next(answers), language)
+                for r in results
+            ],
             model=self.predictor.model_id,
         )
 

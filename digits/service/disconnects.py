@@ -7,6 +7,8 @@ from typing import TypeVar
 import anyio.to_thread
 from fastapi import HTTPException, Request
 
+from digits.i18n.message import N_, Message
+
 T = TypeVar("T")
 
 
@@ -23,7 +25,7 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T:
         return task.result()
     task.cancel()
     # nginx's code for a request whose client closed the connection; nobody reads it.
-    raise HTTPException(499, detail="the client closed the connection before the answer was ready")
+    raise HTTPException(499, detail=Message(N_("the client closed the connection before the answer was ready")))
 
 
 async def disconnected(request: Request) -> None:

@@ -13,7 +13,11 @@ import hashlib
 import json
 import re
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
+
+from digits.i18n.languages import chosen
+from digits.i18n.message import N_, Message
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
@@ -46,7 +50,7 @@ class SecurityHeaders:
             await self._docs(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_with_headers(message: ASGIMessage) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *PAGE_HEADERS]
             await send(message)
@@ -55,10 +59,10 @@ class SecurityHeaders:
 
     async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The docs page, held back until its body is known: its policy allows its own inline script by hash."""
-        start: Message = {}
+        start: ASGIMessage = {}
         body = b""
 
-        async def hold(message: Message) -> None:
+        async def hold(message: ASGIMessage) -> None:
             nonlocal start, body
             if message["type"] == "http.response.start":
                 start = message
@@ -92,29 +96,30 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
-            await _too_large(send, limit)
+            await _too_large(scope, send, limit)
             return
         # Small by definition: read it here, counting, and hand the app the same messages.
-        messages: list[Message] = []
+        messages: list[ASGIMessage] = []
         size = 0
         while True:
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
             if size > limit:
-                await _too_large(send, limit)
+                await _too_large(scope, send, limit)
                 return
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
 
-        async def replay() -> Message:
+        async def replay() -> ASGIMessage:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"the body is over {limit:,} bytes; send only the prediction_id and the label"})
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    over = Message(N_("the body is over %(limit)s bytes; send only the prediction_id and the label"), limit=limit)
+    body = json.dumps({"detail": chosen(scope).say(over)})
     await send(
         {
             "type": "http.response.start",

@@ -19,6 +19,7 @@ from fastapi import Depends, HTTPException, Request
 
 from digits.feedback.ids import PredictionIds, load_secret
 from digits.feedback.store import FeedbackStore
+from digits.i18n.message import N_, Message
 from digits.inference.predictor import Predictor, Prepared
 from digits.service.answers import Answers, Costly
 from digits.service.batcher import MicroBatcher
@@ -45,10 +46,8 @@ class Receiving:
             mine += more
             self.held += more
             if self.held > budget:
-                raise HTTPException(
-                    503, detail="the service is busy receiving other uploads; send it again in a few seconds",
-                    headers={"Retry-After": "5"},
-                )  # fmt: skip
+                busy = N_("the service is busy receiving other uploads; send it again in a few seconds")
+                raise HTTPException(503, detail=Message(busy), headers={"Retry-After": "5"})
 
         try:
             yield held
@@ -101,6 +100,6 @@ async def operator(request: Request, worker: WorkerDep) -> None:
         given.encode(), f"Bearer {worker.settings.stats_token}".encode()
     ):
         raise HTTPException(
-            401, detail="this needs the operators' token: send it as Authorization: Bearer <STATS_TOKEN>",
+            401, detail=Message(N_("this needs the operators' token: send it as Authorization: Bearer <STATS_TOKEN>")),
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip

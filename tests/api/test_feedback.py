@@ -84,7 +84,11 @@ def test_correction_round_trip_through_the_page(fresh_client, db_url, seven_png)
     ("body", "status", "hint"),
     [
         ({"prediction_id": "0" * 32, "label": 3}, 400, "not issued by this service"),
-        ({"prediction_id": "x" * 66_000, "label": 3}, 422, "at most 65536 characters"),
+        (
+            {"prediction_id": "x" * 66_000, "label": 3},
+            422,
+            "prediction_id must be the one the prediction answered with",
+        ),
         ({"prediction_id": "x" * 70_000, "label": 3}, 413, "send only the prediction_id"),
         ({"prediction_id": "x", "label": 10}, 422, "the right digit, 0 to 9"),
         ({"prediction_id": "x", "label": -1}, 422, "the right digit, 0 to 9"),

@@ -28,16 +28,24 @@ DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 
 
 SCREENS = pytest.mark.parametrize("screen", [PHONE, DESKTOP], ids=["phone", "desktop"])
+# The page in each language, as a browser set to it asks for it (Accept-Language), and what it says there.
+LANGUAGES = pytest.mark.parametrize("locale", ["en-GB", "ru-RU"])
+SAYS = {
+    "en": {"recorded": "Recorded", "no digit": "doesn't look like a digit", "several": "several digits",
+           "no image": "not an image"},
+    "ru": {"recorded": "Записано", "no digit": "не похоже на цифру", "several": "здесь не одна цифра",
+           "no image": "не читается как изображение"},
+}  # fmt: skip
 
 
 @pytest.fixture
 def open_page(browser, server) -> Iterator[Callable[..., Page]]:
     contexts = []
 
-    def opened(screen: dict, javascript: bool = True) -> Page:
+    def opened(screen: dict, javascript: bool = True, locale: str = "en-GB") -> Page:
         # Without JavaScript, as a browser with it off: the page's only script never arrives. (Playwright's own
         # switch would also stop axe-core, which runs in the page.)
-        context = browser.new_context(base_url=server, **screen)
+        context = browser.new_context(base_url=server, locale=locale, **screen)
         if not javascript:
             context.route("**/static/app.js", lambda route: route.abort())
         contexts.append(context)
@@ -288,34 +296,39 @@ def serious(page: Page) -> list[str]:
 
 
 @SCREENS
-def test_axe_finds_nothing_serious_in_any_state(open_page, screen, clothes_pngs, number_png):
-    page = open_page(screen)
+@LANGUAGES
+def test_axe_finds_nothing_serious_in_any_state(open_page, screen, locale, clothes_pngs, number_png):
+    page = open_page(screen, locale=locale)
+    says = SAYS[locale[:2]]
+    expect(page.locator("html")).to_have_attribute("lang", locale[:2])
     found = {"empty": serious(page)}
     scribble(page, screen, line((0.5, 0.15), (0.5, 0.85)))
     expect(page.get_by_test_id("result-digit")).to_have_text("1", timeout=10_000)
     page.get_by_test_id("why").locator("summary").click()
     found["a digit, explained"] = serious(page)
     page.get_by_test_id("correct-7").click()
-    expect(page.get_by_test_id("feedback-thanks")).to_contain_text("Recorded")
+    expect(page.get_by_test_id("feedback-thanks")).to_contain_text(says["recorded"])
     found["corrected"] = serious(page)
     choose_file(page, "boot.png", clothes_pngs[0])
-    expect(page.get_by_test_id("status")).to_contain_text("doesn't look like a digit", timeout=10_000)
+    expect(page.get_by_test_id("status")).to_contain_text(says["no digit"], timeout=10_000)
     found["not a digit"] = serious(page)
     choose_file(page, "number.png", number_png[0])
-    expect(page.get_by_test_id("status")).to_contain_text("several digits", timeout=10_000)
+    expect(page.get_by_test_id("status")).to_contain_text(says["several"], timeout=10_000)
     found["several digits"] = serious(page)
     page.get_by_test_id("mode-number").check()
     expect(page.get_by_test_id("result-digit")).to_have_text(number_png[1], timeout=10_000)
     found["a number, uploaded"] = serious(page)
     choose_file(page, "notes.txt", b"hello")
-    expect(page.get_by_test_id("status")).to_contain_text("not an image")
+    expect(page.get_by_test_id("status")).to_contain_text(says["no image"])
     found["an error"] = serious(page)
     assert {state: v for state, v in found.items() if v} == {}
 
 
 @SCREENS
-def test_axe_finds_nothing_serious_without_javascript(open_page, screen, seven_png, clothes_pngs, number_png):
-    page = open_page(screen, javascript=False)
+@LANGUAGES
+def test_axe_finds_nothing_serious_without_javascript(open_page, screen, locale, seven_png, clothes_pngs, number_png):
+    page = open_page(screen, javascript=False, locale=locale)
+    expect(page.locator("html")).to_have_attribute("lang", locale[:2])
     found = {"the form": serious(page)}
 
     def send(name: str, data: bytes, number: bool = False) -> None:
@@ -382,3 +395,21 @@ def test_on_a_phone_controls_are_big_enough_to_tap_and_easy_to_see(open_page):
     page.keyboard.press("Tab")  # focus by keyboard, which shows the ring
     ring = page.get_by_test_id("clear").evaluate("e => getComputedStyle(e).outlineColor")
     assert contrast(ring, card) >= 3
+
+
+def test_the_switch_turns_the_page_and_what_its_script_says_russian(page):
+    page.get_by_test_id("language-ru").click()
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page.locator("h1")).to_have_text("Какая это цифра?")
+    page.get_by_test_id("predict").click()
+    expect(page.get_by_test_id("status")).to_have_text("Сначала нарисуйте цифру.")
+    draw_and_predict_a_one(page)
+    expect(page.locator("#confidence")).to_have_text(re.compile(r"^уверенность \d+,\d\xa0%$"))
+    expect(page.get_by_test_id("probabilities").locator(".value").first).to_have_text(re.compile(r"^\d+,\d\xa0%$"))
+    expect(page.get_by_test_id("model")).to_have_text(re.compile(r"^Модель [0-9a-f]{12}$"))
+    page.get_by_test_id("correct-7").click()
+    expect(page.get_by_test_id("feedback-thanks")).to_have_text("Спасибо! Записано как 7.")
+    page.reload()  # the choice is kept
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    page.get_by_test_id("language-en").click()
+    expect(page.locator("h1")).to_have_text("Which digit is it?")

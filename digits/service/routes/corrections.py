@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from digits.feedback.ids import Seen, client_key
+from digits.i18n.message import N_, Message
 from digits.inference.weights import model_id
 from digits.service.observability import CORRECTIONS
 from digits.service.schemas import FeedbackIn, FeedbackOut, FeedbackStats
@@ -28,11 +29,13 @@ Client = Annotated[str, Depends(client)]
 def checked_label(seen: Seen, label: int | str) -> int | str:
     """The label, of the prediction's own kind: a digit for a digit, a string of digits for a whole number."""
     if seen.number and not isinstance(label, str):
-        raise HTTPException(422, detail='this prediction is of a whole number: send the right number as a string '
-                                        'of digits, such as "2026"')  # fmt: skip
+        whole = N_('this prediction is of a whole number: send the right number as a string of digits, such as "2026"')
+        raise HTTPException(422, detail=Message(whole))
     if not seen.number and isinstance(label, str):
         if len(label) != 1:
-            raise HTTPException(422, detail="this prediction is of one digit: send the right digit, 0 to 9")
+            raise HTTPException(
+                422, detail=Message(N_("this prediction is of one digit: send the right digit, 0 to 9"))
+            )
         return int(label)
     return label
 

@@ -13,7 +13,8 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 
-from digits.service.answers import Costly
+from digits.i18n.languages import chosen
+from digits.service.answers import Costly, hinted
 from digits.service.disconnects import in_thread, unless_gone
 from digits.service.observability import endpoint_of
 from digits.service.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
@@ -30,14 +31,17 @@ Explain = Annotated[bool, Query(description="add an `explanation` picture to eac
 async def predict(request: Request, upload: ImageUpload, worker: WorkerDep, explain: Explain = False) -> PredictionOut:
     """Predict the digit in one image, sent as multipart field `file` or as the raw body."""
     if explain:  # the page's requests, one at a time: no micro-batch to join
-        return await in_thread(request, partial(worker.answers.digit, upload.data, endpoint_of(request.scope), True))
-    answer = await worker.batcher.submit(upload.data)
+        work = partial(worker.answers.digit, upload.data, endpoint_of(request.scope), True)
+        answer: PredictionOut | Costly = await in_thread(request, work)
+    else:
+        answer = await worker.batcher.submit(upload.data)
     if isinstance(answer, Costly):
         decoding = anyio.to_thread.run_sync(worker.predictor.prepare, upload.data, limiter=worker.decoders)
         prepared = await unless_gone(request, decoding)
         answer = await unless_gone(request, worker.batcher.submit(prepared))
     assert isinstance(answer, PredictionOut), "a prepared upload is never handed back"
-    return answer
+    # The language is looked for only when there is something to say in it.
+    return hinted(answer, chosen(request.scope)) if answer.hint is not None else answer
 
 
 @router.post("/predict/number", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
@@ -62,5 +66,6 @@ async def predict_batch(
         worker.settings.batch_budget_ms,
         explain,
         endpoint_of(request.scope),
+        chosen(request.scope),
     )
     return await in_thread(request, work)

@@ -1,13 +1,17 @@
-"""The Predictor's time per upload in this checkout against another commit's, measured in one run, alternated.
+"""The Predictor's time per upload in this checkout against another commit's, measured in one run, alternated;
+or with --http, the requests a second that one worker of each answers on /predict.
 
     python bench/against.py 537ba7c              # 5 rounds, each side in a fresh process every round
     python bench/against.py HEAD~3 --rounds 9
+    python bench/against.py HEAD --http          # serve.py --workers 1 of each side in turn, under wrk
 
 Machines here are shared and noisy, so only ratios taken round by round mean much. The other commit is checked
 out with `git worktree` into a temporary folder and timed with this checkout's Python; each side runs the same
 measurement (MEASURE, below) on the same uploads: 200 MNIST test digits as 28×28 PNGs, 20 of them drawn on
 the page's 560×560 canvas, a 4000×3000 phone photo of one digit, and one of a four-digit number. It prints each
-side's median ms per upload, and the median of the rounds' ratios, this checkout's over the other's.
+side's median ms per upload, and the median of the rounds' ratios, this checkout's over the other's. With --http,
+each round starts each side's `serve.py --workers 1` in turn and loads /predict with wrk (64 connections, a 28×28
+PNG as the raw body, 2 s of warm-up), as the Workers section of `make bench` does.
 """
 
 import argparse
@@ -23,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
 from bench import number_strip
+from common import digit_png, launch, wrk
 from digits.imaging.png import encode
 from digits.training import dataset
 from digits.training.report import phone_photo
@@ -77,20 +82,43 @@ def uploads(path: Path) -> None:
     )
 
 
+def served(cwd: Path, image: Path, seconds: int) -> dict[str, float]:
+    """One worker of the checkout at cwd under wrk: its requests a second and p99."""
+    with launch([sys.executable, "serve.py", "--port", "{port}", "--workers", "1"], "/healthz", cwd=cwd) as (url, _):
+        wrk(url + "/predict", image, 2, 64, mode="raw")  # warm-up
+        run = wrk(url + "/predict", image, seconds, 64, mode="raw")
+    assert run["non_2xx"] + run["read_errors"] + run["timeouts"] == 0, f"failed requests in {cwd}"
+    return {"/predict requests/s": run["rps"], "p99 ms": run["p99_ms"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("commit", help="the commit to measure against")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, each timing both sides (default: 5)")
+    parser.add_argument("--http", action="store_true", help="requests a second of one worker, not the Predictor")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk's time on each side, with --http (default: 10)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "other"
         subprocess.run(["git", "worktree", "add", "--detach", str(other), args.commit], cwd=ROOT, check=True)
         try:
-            uploads(Path(tmp) / "uploads.pkl")
+            if args.http:
+                image = digit_png(Path(tmp) / "seven.png")
+                # The catalogs are built, not committed: the other side compiles its own, where it has them.
+                catalogs = other / "digits" / "i18n" / "locales"
+                if catalogs.is_dir():
+                    subprocess.run(
+                        [Path(sys.executable).parent / "pybabel", "-q", "compile", "-d", catalogs], check=True
+                    )
+            else:
+                uploads(Path(tmp) / "uploads.pkl")
             runs: dict[str, list[dict[str, float]]] = {"this": [], "other": []}
             for r in range(args.rounds):
                 sides = [("this", ROOT), ("other", other)]
                 for side, cwd in sides if r % 2 == 0 else sides[::-1]:
+                    if args.http:
+                        runs[side].append(served(cwd, image, args.seconds))
+                        continue
                     out = subprocess.run(
                         [sys.executable, "-c", MEASURE, str(Path(tmp) / "uploads.pkl")],
                         cwd=cwd, capture_output=True, text=True, check=True,
@@ -98,10 +126,9 @@ def main() -> None:
                     runs[side].append(json.loads(out.splitlines()[-1]))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=True)
-    print(
-        f"ms per upload, medians of {args.rounds} rounds; ratio: this checkout's over {args.commit}'s, round by round"
-    )
-    print(f"| upload | {args.commit} | this checkout | ratio |\n| --- | --- | --- | --- |")
+    unit = "one worker under wrk" if args.http else "ms per upload"
+    print(f"{unit}, medians of {args.rounds} rounds; ratio: this checkout's over {args.commit}'s, round by round")
+    print(f"| measure | {args.commit} | this checkout | ratio |\n| --- | --- | --- | --- |")
     for name in runs["this"][0]:
         theirs, ours = [r[name] for r in runs["other"]], [r[name] for r in runs["this"]]
         ratios = [o / t for o, t in zip(ours, theirs, strict=True)]

@@ -3,12 +3,14 @@ chosen by Accept-Language or by the page's switch, whose cookie outranks it."""
 
 import json
 import re
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from digits.imaging.png import encode
+from tests.helpers import form_prediction_id
 
 RUSSIAN = {"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.8"}
 CYRILLIC = re.compile(r"[\u0430-\u044f\u0451]", re.IGNORECASE)  # Cyrillic's lower case, and ё
@@ -67,7 +69,7 @@ def blank() -> bytes:
 
 
 # One request for each kind of client mistake, from the image's errors to the service's and the framework's.
-MISTAKES = {
+MISTAKES: dict[str, tuple[str, str, dict[str, Any], int]] = {
     "unreadable": ("post", "/predict", {"content": b"hello", "headers": {"Content-Type": "image/png"}}, 400),
     "empty": ("post", "/predict", {"files": {"file": ("a.png", b"", "image/png")}}, 400),
     "no digit": ("post", "/predict", {"content": blank(), "headers": {"Content-Type": "image/png"}}, 422),
@@ -85,10 +87,10 @@ MISTAKES = {
 
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_every_mistake_is_explained_in_the_readers_language(client, mistake):
-    method, path, kwargs, status = MISTAKES[mistake]
-    headers = kwargs.pop("headers", {})
-    english = client.request(method, path, headers=headers, **kwargs)
-    russian = client.request(method, path, headers={**headers, **RUSSIAN}, **kwargs)
+    method, path, sent, status = MISTAKES[mistake]
+    headers, body = sent.get("headers", {}), {k: v for k, v in sent.items() if k != "headers"}
+    english = client.request(method, path, headers=headers, **body)
+    russian = client.request(method, path, headers={**headers, **RUSSIAN}, **body)
     assert english.status_code == russian.status_code == status
     said = english.json()["detail"], russian.json()["detail"]
     assert not CYRILLIC.search(said[0])
@@ -119,8 +121,7 @@ def test_the_no_js_pages_are_in_russian(client, seven_png, three_digits):
     ).text
     assert "Здесь написано" in number
     assert words_left_in_english(number) == set()
-    prediction_id = re.search(r'name="prediction_id" value="([^"]+)"', result).group(1)
-    thanks = client.post("/upload/feedback", data={"prediction_id": prediction_id, "label": "3"})
+    thanks = client.post("/upload/feedback", data={"prediction_id": form_prediction_id(result), "label": "3"})
     assert thanks.status_code == 201
     assert "Записано: модель сказала 7, верная цифра — <strong>3</strong>." in thanks.text
     assert words_left_in_english(thanks.text) == set()

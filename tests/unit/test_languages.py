@@ -28,7 +28,7 @@ def extracted() -> frozenset[str]:
         mapping = str(ROOT / "pyproject.toml")
         CommandLineInterface().run(["pybabel", "-q", "extract", "-F", mapping, "-o", str(pot), str(ROOT)])
         with pot.open("rb") as f:
-            return frozenset(m.id for m in read_po(f) if m.id)
+            return frozenset(m.id for m in read_po(f) if m.id and isinstance(m.id, str))
 
 
 def placeholders(text: str) -> set[str]:

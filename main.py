@@ -37,8 +37,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # numpy and Pillow calls, so extra inference threads mostly queue for it, and every handoff waits
     # out the interpreter's switch interval: two batches side by side read a third fewer images than one
     # after the other (docs/benchmarks.md). The event loop keeps reading uploads meanwhile; scale with
-    # uvicorn --workers. /predict's micro-batches have a thread of their own, and its costly uploads
-    # decode_threads, so that neither waits for the other, nor for the sync endpoints.
+    # uvicorn --workers. /predict's micro-batches have a thread of their own, and every costly upload goes to
+    # the sandbox's processes (digits/service/sandbox.py), so that neither waits for the other, nor for the
+    # sync endpoints.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
     app.state.worker = worker = Worker.start(settings)
     setup_access_log()
@@ -49,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     gc.unfreeze()
     WORKERS.dec()
-    worker.store.close()
+    worker.close()
 
 
 # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the service itself, not from a CDN.

@@ -26,6 +26,8 @@ class Hostile:
     name: str
     make: Callable[[], bytes]
     status: int  # what /predict answers: 413 refused for its cost, 400 unreadable, 422 no digit, 200 read
+    # Bounded only by the sandbox's limits (digits/service/sandbox.py): read in process, it costs seconds.
+    sandbox_only: bool = False
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -70,6 +72,38 @@ def _jpeg(before_scan: bytes) -> bytes:
     """A small white JPEG with these bytes put right after its start-of-image marker."""
     data = encode(Image.new("L", (28, 28), 255), "JPEG")
     return data[:2] + before_scan + data[2:]
+
+
+def _segment(marker: int, body: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(body) + 2) + body
+
+
+def _entropy_coded(codes: list[tuple[int, int]]) -> bytes:
+    """Huffman codes (value, bit length) as a JPEG scan's bytes: padded with ones, each 0xFF byte stuffed."""
+    bits = "".join(format(value, f"0{length}b") for value, length in codes)
+    bits += "1" * (-len(bits) % 8)
+    return bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)).replace(b"\xff", b"\xff\x00")
+
+
+def _progressive_scans(width: int, height: int, scans: int) -> bytes:
+    """A greyscale progressive JPEG whose first AC coefficient is sent again in `scans` scans. Each scan is a few
+    end-of-band runs of 32,767 blocks, 40 bytes; libjpeg walks every block of the image for each, 2.7 ms a scan
+    at 7000×5000, while its header promises the decoding time of one ordinary progressive JPEG (libjpeg-turbo's
+    "progressive JPEG with many scans" denial of service)."""
+    blocks = -(-width // 8) * -(-height // 8)
+    dc_table = b"\x00" + bytes([1] + [0] * 15) + b"\x00"  # category 0, a zero difference, is the code '0'
+    ac_table = b"\x10" + bytes([1, 1] + [0] * 14) + b"\xe0\x00"  # a run of 2^14 + n blocks is '0', EOB '10'
+    header = (
+        b"\xff\xd8"
+        + _segment(0xDB, b"\x00" + b"\x01" * 64)
+        + _segment(0xC2, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+        + _segment(0xC4, dc_table)
+        + _segment(0xC4, ac_table)
+    )
+    dc = _segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + _entropy_coded([(0, 1)] * blocks)
+    runs = [(0, 1), (0x3FFF, 14)] * -(-blocks // 32767)  # each: 32,767 blocks with no coefficient
+    ac = _segment(0xDA, b"\x01\x01\x00\x01\x01\x00") + _entropy_coded(runs)
+    return header + dc + ac * scans + b"\xff\xd9"
 
 
 def with_digit(mode: str, side: int) -> Image.Image:
@@ -187,6 +221,7 @@ CORPUS = [
         lambda: encode(with_digit("RGB", 6324), "JPEG", progressive=True, quality=50),
         200,
     ),
+    Hostile("progressive JPEG of 7000×5000 in 5,000 scans", lambda: _progressive_scans(7000, 5000, 5000), 413, True),
     Hostile("JPEG with 2,000,000 comments", lambda: _jpeg(b"\xff\xfe\x00\x02" * 2_000_000), 413),
     Hostile("JPEG with 8 MB of junk", lambda: _jpeg(b"\x00" * 8_000_000), 413),
     Hostile("GIF with 1,000,000 sub-blocks", lambda: _gif_sub_blocks(1_000_000), 413),

@@ -65,3 +65,12 @@ class Said(Exception):
 
     def __str__(self) -> str:
         return str(self.message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Made again from the message, which its args alone don't hold: sent back whole from a process pool, and
+        # copy.copy() gives it afresh, with no traceback.
+        return _remade, (type(self), self.message.msgid, dict(self.message.params))
+
+
+def _remade(kind: type[Said], msgid: str, params: dict[str, Param]) -> Said:
+    return kind(msgid, **params)

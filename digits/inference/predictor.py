@@ -1,6 +1,7 @@
 """The Predictor: loads and checks the weights once, and answers for uploads with the digit, its calibrated
 confidence, and whether to doubt it."""
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from digits.i18n.message import N_
-from digits.imaging.decode import DEFAULT_MAX_PIXELS, decode_cost, load, open_image
-from digits.imaging.errors import ImageError, ImageTooLarge
+from digits.imaging.decode import DEFAULT_MAX_PIXELS, load, open_image
+from digits.imaging.errors import ImageError
 from digits.imaging.fit import fit_and_centre
 from digits.imaging.groups import several_digits
 from digits.imaging.ink import ink_map
@@ -129,7 +130,7 @@ class Predictor:
             x = ink_map(load(im))
             return fit_and_centre(x), several_digits(x)
         except ImageError as e:
-            error = type(e)(str(e))
+            error = copy.copy(e)
         # Raised afresh, outside the handler, so that it carries no traceback, cause or context: those hold the
         # frames with the decoded pixels, and an error kept in a list or a future would keep them alive.
         raise error
@@ -159,27 +160,20 @@ class Predictor:
         predictions = self.classify(images)
         return [_several(p, several) for p, (_, several) in zip(predictions, prepared, strict=True)]
 
-    def predict_many(self, uploads: list[bytes], budget_ms: float | None = None) -> list[Prediction | ImageError]:
-        """One result per upload, in order; a bad upload yields its error without failing the rest. Past
-        budget_ms of estimated decoding (formats.decode_ms), the remaining uploads are refused unread."""
+    def predict_many(self, uploads: list[bytes]) -> list[Prediction | ImageError]:
+        """One result per upload, in order; a bad upload yields its error without failing the rest."""
         prepared: list[Prepared | ImageError] = []
-        spent = 0.0
         for data in uploads:
             try:
-                if budget_ms is not None:
-                    spent += decode_cost(data, self.max_pixels)
-                    if spent > budget_ms:
-                        raise ImageTooLarge(
-                            N_(
-                                "not read: the images before it in this request take all the decoding time one "
-                                "request may have; send this one in another request"
-                            )
-                        )
                 prepared.append(self.prepare(data))
             except ImageError as e:
                 # Its traceback would hold this frame, and so this list, and so itself: a cycle that waits for
                 # the garbage collector, holding the upload (a 1.6 KB WebP held 310 MB of pixels that way).
                 prepared.append(e.with_traceback(None))
+        return self.finish_many(prepared)
+
+    def finish_many(self, prepared: list[Prepared | ImageError]) -> list[Prediction | ImageError]:
+        """finish() for the prepared uploads among these, in one pass; the errors stay in their places."""
         good = [p for p in prepared if not isinstance(p, ImageError)]
         predictions = iter(self.finish(good) if good else [])
         return [p if isinstance(p, ImageError) else next(predictions) for p in prepared]

@@ -12,7 +12,7 @@ from digits.imaging.errors import ImageError
 from digits.imaging.png import to_png
 from digits.inference.explain import explain
 from digits.inference.predictor import Prediction, Predictor, Prepared
-from digits.inference.segment import read_number
+from digits.inference.segment import Reading
 from digits.service.observability import CONFIDENCE, NOT_DIGITS, PREDICTIONS, UNCERTAIN
 from digits.service.schemas import BatchError, BatchOut, NumberDigitOut, NumberOut, PredictionOut
 
@@ -91,11 +91,10 @@ class Answers:
             model=self.predictor.model_id,
         )
 
-    def digit(self, data: bytes, endpoint: str, explained: bool = False) -> PredictionOut:
-        return self.to_outs([self.predictor.predict(data)], explained, endpoint)[0]
+    def digit(self, prepared: Prepared, endpoint: str, explained: bool = False) -> PredictionOut:
+        return self.to_outs(self.predictor.finish([prepared]), explained, endpoint)[0]
 
-    def number(self, data: bytes, max_digits: int, endpoint: str, explained: bool = False) -> NumberOut:
-        reading = read_number(self.predictor, data, max_digits)
+    def number(self, reading: Reading, endpoint: str, explained: bool = False) -> NumberOut:
         predictions = [counted(d.prediction, endpoint) for d in reading.digits]
         pictures = self.explanations(predictions, explained)
         digits = [
@@ -112,10 +111,10 @@ class Answers:
                          confidence=confidence, uncertain=reading.uncertain, model=self.predictor.model_id)  # fmt: skip
 
     def batch(
-        self, uploads: list[bytes], budget_ms: float, explained: bool, endpoint: str, language: Language
+        self, prepared: list[Prepared | ImageError], explained: bool, endpoint: str, language: Language
     ) -> BatchOut:
         """Every upload's answer, or why it could not be read, in the reader's language."""
-        results = self.predictor.predict_many(uploads, budget_ms)
+        results = self.predictor.finish_many(prepared)
         answers = iter(self.to_outs([r for r in results if not isinstance(r, ImageError)], explained, endpoint))
         return BatchOut(
             predictions=[

@@ -4,6 +4,7 @@ Each field is read from the variable of its own name in capitals (MAX_UPLOAD_BYT
 WEIGHTS_PATH. docs/operations.md lists them all, and a test holds that list to this class.
 """
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -30,9 +31,17 @@ class Settings(BaseSettings):
     request_timeout_s: float = 30.0
     torch_threads: int = 1
     threadpool_size: int = 1
-    # Threads that decode /predict uploads too costly for the model's thread, beside it and AnyIO's threadpool:
-    # two, so that one slow decode leaves another upload a thread (Pillow's decoders let go of the GIL).
-    decode_threads: int = 2
+    # The sandbox (sandbox.py): processes that decode every upload too costly for the cheap path, one per core.
+    decode_processes: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
+    # A decode past either is killed: the costliest file accepted otherwise, a 6324² GIF, takes 0.16 s of CPU, and
+    # a phone photo 0.03 s; issue 33's bound on any upload is 0.5 s of CPU and 1 s of wall time, with room here for
+    # the rest of the request.
+    decode_cpu_s: float = Field(0.5, gt=0)
+    decode_deadline_s: float = Field(0.8, gt=0)
+    # What a sandbox process may map beyond what it holds when ready: the largest file accepted, a 3226² RGBA PNG,
+    # decodes to 40 MB, and is reduced to 512 px before anything else is made of it.
+    decode_memory_mb: int = Field(512, ge=16)
+    decode_backlog: int = Field(4, ge=1)  # a client's uploads waiting for the sandbox; past it, 429
     # The estimated decoding time one /predict/batch may use (formats.decode_ms): past it, files are refused unread.
     batch_budget_ms: float = 500.0
     database_url: str = DEFAULT_DATABASE_URL

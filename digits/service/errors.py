@@ -21,6 +21,7 @@ from digits.i18n.languages import Language, chosen
 from digits.i18n.message import N_, Message
 from digits.imaging.errors import ImageError, ImageTooLarge, NoDigitFound, TooManyMarks
 from digits.inference.segment import TooManyDigits
+from digits.service.turns import Backlogged
 
 # 400 for an unreadable file, 413 for absurd dimensions or cost, 422 when there is no digit to read.
 IMAGE_STATUS = {NoDigitFound: 422, TooManyDigits: 422, TooManyMarks: 422, ImageTooLarge: 413}
@@ -32,7 +33,7 @@ EXPECTED = {
     "prediction_id": N_("the one the prediction answered with, exactly as it was given"),
 }
 SEE_DOCS = N_("see /docs for what to send")
-FAMILIES = (ImageError, ExpiredPredictionId, BadPredictionId, TooManyCorrections, DBAPIError)
+FAMILIES = (ImageError, ExpiredPredictionId, BadPredictionId, TooManyCorrections, Backlogged, DBAPIError)
 
 
 def as_http(e: Exception, request: Request) -> HTTPException:
@@ -67,6 +68,12 @@ def as_http(e: Exception, request: Request) -> HTTPException:
             "this address has sent %(count)s corrections in the last hour, the most one client may; try again later"
         )
         return HTTPException(429, detail=Message(most, count=e.per_hour), headers={"Retry-After": "3600"})
+    if isinstance(e, Backlogged):
+        waiting = N_(
+            "%(count)s of this client's images are already waiting to be read, the most one client may; "
+            "send this one once they are answered"
+        )
+        return HTTPException(429, detail=Message(waiting, count=e.backlog), headers={"Retry-After": "1"})
     if isinstance(e, DBAPIError):
         # Only the corrections live in the database: a POST stores one, a GET reads them.
         down = (

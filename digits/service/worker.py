@@ -12,6 +12,7 @@ import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from anyio import CapacityLimiter
@@ -20,10 +21,14 @@ from fastapi import Depends, HTTPException, Request
 from digits.feedback.ids import PredictionIds, load_secret
 from digits.feedback.store import FeedbackStore
 from digits.i18n.message import N_, Message
+from digits.imaging.decode import decode_cost
 from digits.inference.predictor import Predictor, Prepared
-from digits.service.answers import Answers, Costly
+from digits.inference.segment import Reading, read_number
+from digits.service.answers import CHEAP_BYTES, CHEAP_MS, Answers, Costly
 from digits.service.batcher import MicroBatcher
 from digits.service.config import Settings
+from digits.service.disconnects import in_thread, unless_gone
+from digits.service.sandbox import Sandbox
 from digits.service.schemas import PredictionOut
 
 Batcher = MicroBatcher[bytes | Prepared, PredictionOut | Costly]
@@ -64,7 +69,7 @@ class Worker:
     store: FeedbackStore
     answers: Answers
     batcher: Batcher  # /predict's micro-batches, on a thread of their own: the model's
-    decoders: CapacityLimiter  # the threads that decode costly uploads beside it (Settings.decode_threads)
+    sandbox: Sandbox  # the processes that decode what is too costly for the cheap path
     receiving: Receiving
 
     @classmethod
@@ -81,9 +86,35 @@ class Worker:
             store=FeedbackStore(settings.database_url),
             answers=answers,
             batcher=MicroBatcher(answers.micro_batch, settings.micro_batch, CapacityLimiter(1)),
-            decoders=CapacityLimiter(settings.decode_threads),
+            sandbox=Sandbox(settings),
             receiving=Receiving(),
         )
+
+    async def prepared(self, request: Request, data: bytes) -> Prepared:
+        """An upload's 28×28 input: in process when it is cheap to decode, else in the sandbox, in its client's
+        turn. Raises its ImageError."""
+        cheap = partial(self.predictor.prepare_within, data, CHEAP_MS, CHEAP_BYTES)
+        prepared = await in_thread(request, cheap)
+        if prepared is None:
+            prepared = await unless_gone(request, self.sandbox.prepare(client_of(request), data))
+        return prepared
+
+    async def reading(self, request: Request, data: bytes) -> Reading:
+        """A whole number's digits: in process when the upload is cheap to decode, else in the sandbox."""
+        limit = self.settings.max_number_digits
+        if len(data) <= CHEAP_BYTES and decode_cost(data, self.predictor.max_pixels) <= CHEAP_MS:
+            return await in_thread(request, partial(read_number, self.predictor, data, limit))
+        return await unless_gone(request, self.sandbox.read(client_of(request), data, limit))
+
+    def close(self) -> None:
+        self.sandbox.close()
+        self.store.close()
+
+
+def client_of(request: Request) -> str:
+    """Who takes turns at the sandbox: the address uvicorn trusts (a proxy's X-Forwarded-For only from
+    --forwarded-allow-ips), as the corrections' limit counts clients."""
+    return request.client.host if request.client else ""
 
 
 async def worker(request: Request) -> Worker:

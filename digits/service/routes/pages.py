@@ -2,6 +2,7 @@
 are in the reader's language (digits/i18n), and show an error as a sentence on the page, with the same status the
 API would answer."""
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -13,6 +14,7 @@ from digits.i18n.languages import CODES, COOKIE, Language, Reader, language
 from digits.i18n.message import N_, Message
 from digits.inference.explain import runner_up
 from digits.paths import TEMPLATES
+from digits.service.disconnects import in_thread
 from digits.service.errors import FAMILIES, as_http, said
 from digits.service.observability import endpoint_of
 from digits.service.openapi import IMAGE_BODY, PAGE_ERRORS
@@ -88,7 +90,7 @@ async def optional_upload(request: Request, worker: WorkerDep) -> Upload | HTTPE
 
 
 @router.post("/upload", response_class=HTMLResponse, responses=PAGE_ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
-def upload_result(
+async def upload_result(
     request: Request,
     upload: Annotated[Upload | HTTPException, Depends(optional_upload)],
     worker: WorkerDep,
@@ -97,13 +99,14 @@ def upload_result(
     """The result page for the plain HTML form; a bad upload gets the form back with the reason."""
     if isinstance(upload, HTTPException):
         return error_page(request, reader, upload)
+    endpoint = endpoint_of(request.scope)
     try:
         if upload.number:
-            number = worker.answers.number(
-                upload.data, worker.settings.max_number_digits, endpoint_of(request.scope), explained=True
-            )
+            reading = await worker.reading(request, upload.data)
+            number = await in_thread(request, partial(worker.answers.number, reading, endpoint, True))
             return page(request, reader, "number.html", {"number": number, "filename": upload.filename})
-        prediction = worker.answers.digit(upload.data, endpoint_of(request.scope), explained=True)
+        prepared = await worker.prepared(request, upload.data)
+        prediction = await in_thread(request, partial(worker.answers.digit, prepared, endpoint, True))
     except FAMILIES as e:
         return error_page(request, reader, e)
     context = {"prediction": prediction, "runner_up": runner_up(prediction.probabilities), "filename": upload.filename}

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from digits.imaging.png import encode
-from tests.helpers import form_prediction_id
+from tests.helpers import bench_module, form_prediction_id
 
 RUSSIAN = {"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.8"}
 CYRILLIC = re.compile(r"[\u0430-\u044f\u0451]", re.IGNORECASE)  # Cyrillic's lower case, and ё
@@ -62,6 +62,11 @@ def test_a_language_it_does_not_speak_is_refused_in_the_readers_own(client):
     assert r.status_code == 422
     assert r.json()["detail"] == "выберите язык, на котором говорит сервис: en или ru"
     assert client.post("/language", data={"lang": "x" * 5000}).status_code == 413  # refused before it is read
+
+
+@pytest.fixture(scope="module")
+def scans_jpeg() -> bytes:
+    return bench_module("hostile_files")._progressive_scans(7000, 5000, 5000)
 
 
 def blank() -> bytes:
@@ -136,3 +141,15 @@ def test_a_page_for_no_digit_is_in_russian(client, fashion_mnist):
     page = client.post("/upload", files={"file": ("boot.png", upload, "image/png")}).text
     assert "Это не похоже на цифру" in page
     assert words_left_in_english(page) == set()
+
+
+def test_an_errors_numbers_survive_every_path_in_the_readers_language(client, scans_jpeg):
+    """The numbers of an error raised in the cheap path (copied to drop its traceback) and in the sandbox (pickled
+    back from its process) are said in Russian, written the Russian way."""
+    claims = bench_module("hostile_files")._png(7000, 7000, b"")  # a header of 49 megapixels, and no pixels
+    r = client.post("/predict", content=claims, headers={"Content-Type": "image/png", **RUSSIAN})
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith("размер изображения 7000×7000: пикселей больше предела в 40\xa0000\xa0000;")
+    r = client.post("/predict", content=scans_jpeg, headers={"Content-Type": "image/jpeg", **RUSSIAN})
+    assert r.status_code == 413
+    assert "(больше 0,5 " in r.json()["detail"]  # a decimal comma

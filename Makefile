@@ -2,6 +2,7 @@
 # make test  - set everything up, lint, and run the whole suite, with a short mutation run
 # make check - lint, and the unit and in-process API tests: the loop while working (under 2 minutes)
 # make lint  - ruff check, ruff format --check and mypy, as configured in pyproject.toml
+# make fuzz   - fuzz reading uploads for FUZZ_S seconds (600); make test runs a minute of it
 # make mutate - mutation testing of the request path (docs/mutants.md); make test runs a few of its functions
 # make messages - after changing a message: extract them all and merge them into each language's catalog
 # make image - build the container image with podman, on a Debian base made here (no registry needed)
@@ -19,7 +20,7 @@ MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard digits/i18n/locales/*/LC_MESSAGES/messages.po))
 DEBS := chromium dataset-fashion-mnist fonts-dejavu-core wrk nginx postgresql prometheus
 
-.PHONY: run test check lint claims mutate-smoke mutation train bench soak mutate data debs catalogs messages clean image compose-images image-test container-debs
+.PHONY: run test check lint claims mutate-smoke mutation train bench soak mutate fuzz data debs catalogs messages clean image compose-images image-test container-debs
 
 run: $(STAMP) $(CATALOGS)
 	$(BIN)/python serve.py --host $(HOST) --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
@@ -27,6 +28,14 @@ run: $(STAMP) $(CATALOGS)
 test: lint $(MNIST) $(CATALOGS) debs compose-images
 	$(BIN)/python -m pytest -q --durations=15  # the slowest, so that CI shows where its time goes
 	$(MAKE) mutate-smoke
+	$(MAKE) fuzz FUZZ_S=60 FUZZ_SEED=1
+
+# Coverage-guided fuzzing (bench/fuzz.py): a find is written to out/fuzz/, and `python bench/fuzz.py --minimize`
+# makes it a regression input in tests/api/fuzzed/.
+FUZZ_S ?= 600
+FUZZ_SEED ?= 0
+fuzz: $(STAMP) $(MNIST) $(CATALOGS)
+	$(BIN)/python bench/fuzz.py --seconds $(FUZZ_S) --seed $(FUZZ_SEED)
 
 # Tests that start no process and measure no accuracy (tests/unit, tests/api).
 check: lint $(MNIST) $(CATALOGS)

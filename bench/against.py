@@ -11,7 +11,8 @@ measurement (MEASURE, below) on the same uploads: 200 MNIST test digits as 28×2
 the page's 560×560 canvas, a 4000×3000 phone photo of one digit, and one of a four-digit number. It prints each
 side's median ms per upload, and the median of the rounds' ratios, this checkout's over the other's. With --http,
 each round starts each side's `serve.py --workers 1` in turn and loads /predict with wrk (64 connections, a 28×28
-PNG as the raw body, 2 s of warm-up), as the Workers section of `make bench` does.
+PNG as the raw body, 2 s of warm-up), as the Workers section of `make bench` does, then times a 4000×3000 phone
+photo on /predict alone.
 """
 
 import argparse
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
 from bench import number_strip
-from common import digit_png, launch, wrk
+from common import digit_png, launch, post, wrk
 from digits.imaging.png import encode
 from digits.training import dataset
 from digits.training.report import phone_photo
@@ -82,13 +83,19 @@ def uploads(path: Path) -> None:
     )
 
 
-def served(cwd: Path, image: Path, seconds: int) -> dict[str, float]:
-    """One worker of the checkout at cwd under wrk: its requests a second and p99."""
+def served(cwd: Path, image: Path, photo: bytes, seconds: int) -> dict[str, float]:
+    """One worker of the checkout at cwd: its requests a second under wrk and their p99, and a phone photo's time
+    on /predict alone (the median of 9)."""
     with launch([sys.executable, "serve.py", "--port", "{port}", "--workers", "1"], "/healthz", cwd=cwd) as (url, _):
         wrk(url + "/predict", image, 2, 64, mode="raw")  # warm-up
         run = wrk(url + "/predict", image, seconds, 64, mode="raw")
+        alone = [post(url + "/predict", photo, "image/jpeg") for _ in range(10)][1:]  # the first wakes a decoder
     assert run["non_2xx"] + run["read_errors"] + run["timeouts"] == 0, f"failed requests in {cwd}"
-    return {"/predict requests/s": run["rps"], "p99 ms": run["p99_ms"]}
+    return {
+        "/predict requests/s": run["rps"],
+        "p99 ms": run["p99_ms"],
+        "phone photo alone, ms": statistics.median(alone) * 1000,
+    }
 
 
 def main() -> None:
@@ -104,6 +111,7 @@ def main() -> None:
         try:
             if args.http:
                 image = digit_png(Path(tmp) / "seven.png")
+                photo = phone_photo(dataset.load(train=False)[0].numpy()[0])
                 # The catalogs are built, not committed: the other side compiles its own, where it has them.
                 catalogs = other / "digits" / "i18n" / "locales"
                 if catalogs.is_dir():
@@ -117,7 +125,7 @@ def main() -> None:
                 sides = [("this", ROOT), ("other", other)]
                 for side, cwd in sides if r % 2 == 0 else sides[::-1]:
                     if args.http:
-                        runs[side].append(served(cwd, image, args.seconds))
+                        runs[side].append(served(cwd, image, photo, args.seconds))
                         continue
                     out = subprocess.run(
                         [sys.executable, "-c", MEASURE, str(Path(tmp) / "uploads.pkl")],

@@ -87,6 +87,19 @@ def test_no_input_costs_the_service_more_than_half_a_second(client, inputs, h):
         assert time.perf_counter() - start < WALL_BOUND_S, path
 
 
+# What `make fuzz` found, minimized (bench/fuzz.py --minimize): each read as the service reads it, in time.
+FUZZED = sorted((Path(__file__).parent / "fuzzed").glob("*"))
+
+
+@pytest.mark.parametrize("find", FUZZED, ids=lambda p: p.name)
+def test_each_fuzzers_find_is_answered_in_time(client, find):
+    for path in ("/predict", "/predict/number"):
+        start = time.perf_counter()
+        r = client.post(path, content=find.read_bytes(), headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code < 500, r.text
+        assert time.perf_counter() - start < WALL_BOUND_S
+
+
 def test_a_batch_of_the_corpus_stays_within_its_budget(client, inputs):
     # All but the megabytes of chunks and markers, which together pass the upload limit.
     files = [("files", (name, data, "application/octet-stream")) for name, data in inputs.items() if len(data) < 1e6]

@@ -118,17 +118,24 @@ class Observability:
         start = time.perf_counter()
         IN_PROGRESS.inc()
         status = 500  # what the client gets if the app fails before it answers
+        answered = False
 
         async def send_and_record(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+            if message["type"] == "http.response.body" and not message.get("more_body", False) and not answered:
+                # No longer in progress once its answer is on its way: the client may ask again, of another
+                # worker, before this one has logged and counted it, and a scrape then counted both (test_workers).
+                answered = True
+                IN_PROGRESS.dec()
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            IN_PROGRESS.dec()
+            if not answered:
+                IN_PROGRESS.dec()
             seconds = time.perf_counter() - start
             endpoint = endpoint_of(scope)
             REQUESTS.labels(endpoint, scope["method"], str(status)).inc()

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # decodes to 40 MB, and is reduced to 512 px before anything else is made of it.
     decode_memory_mb: int = Field(512, ge=16)
     decode_backlog: int = Field(4, ge=1)  # a client's uploads waiting for the sandbox; past it, 429
-    # The estimated decoding time one /predict/batch may use (formats.decode_ms): past it, files are refused unread.
+    # The time one /predict/batch may spend reading its files, as it is spent: past it, the rest are refused unread.
     batch_budget_ms: float = 500.0
     database_url: str = DEFAULT_DATABASE_URL
     feedback_ttl_s: int = 3600  # whole seconds: the signed time is in seconds

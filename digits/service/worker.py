@@ -21,9 +21,8 @@ from fastapi import Depends, HTTPException, Request
 from digits.feedback.ids import PredictionIds, load_secret
 from digits.feedback.store import FeedbackStore
 from digits.i18n.message import N_, Message
-from digits.imaging.decode import decode_cost
 from digits.inference.predictor import Predictor, Prepared
-from digits.inference.segment import Reading, read_number
+from digits.inference.segment import Reading
 from digits.service.answers import CHEAP_BYTES, CHEAP_MS, Answers, Costly
 from digits.service.batcher import MicroBatcher
 from digits.service.config import Settings
@@ -100,11 +99,10 @@ class Worker:
         return prepared
 
     async def reading(self, request: Request, data: bytes) -> Reading:
-        """A whole number's digits: in process when the upload is cheap to decode, else in the sandbox."""
-        limit = self.settings.max_number_digits
-        if len(data) <= CHEAP_BYTES and decode_cost(data, self.predictor.max_pixels) <= CHEAP_MS:
-            return await in_thread(request, partial(read_number, self.predictor, data, limit))
-        return await unless_gone(request, self.sandbox.read(client_of(request), data, limit))
+        """A whole number's digits, read in the sandbox whatever the upload's size: cutting touching digits apart
+        costs by the marks, not the bytes, and the fuzzer found a 13 KB BMP of 120×90 that took 0.19 s."""
+        reading = self.sandbox.read(client_of(request), data, self.settings.max_number_digits)
+        return await unless_gone(request, reading)
 
     def close(self) -> None:
         self.sandbox.close()

@@ -57,10 +57,11 @@ def main() -> None:
     shutil.rmtree(metrics, ignore_errors=True)
     metrics.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-    # Each worker's sandbox (digits/service/sandbox.py) gets its share of the cores, so that all of them together
-    # have one process a core, as the workers do: 40 MB each, and 512 MB more while one reads.
+    # Each worker's sandbox (digits/service/sandbox.py) gets its share of the cores, and two processes at least:
+    # while four clients looped on the costliest file, a phone photo waited 1.8 s (p50) with one a worker, 0.63 s
+    # with two, 0.21 s with three (2 cores, 2 workers; bench/hostile.py --only service). 40 MB each.
     cores = len(os.sched_getaffinity(0))
-    os.environ.setdefault("DECODE_PROCESSES", str(max(1, cores // args.workers)))
+    os.environ.setdefault("DECODE_PROCESSES", str(max(2, cores // args.workers)))
     try:
         uvicorn.run(
             "main:app",

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     torch_threads: int = 1
     threadpool_size: int = 1
     # The sandbox (sandbox.py): processes that decode every upload too costly for the cheap path, one per core.
+    # (serve.py shares the cores out between its workers.)
     decode_processes: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
     # A decode past either is killed: the costliest file accepted otherwise, a 6324² GIF, takes 0.16 s of CPU, and
     # a phone photo 0.03 s; issue 33's bound on any upload is 0.5 s of CPU and 1 s of wall time, with room here for

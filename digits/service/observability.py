@@ -119,16 +119,24 @@ class Observability:
         IN_PROGRESS.inc()
         status = 500  # what the client gets if the app fails before it answers
         answered = False
+        held: Message | None = None
 
         async def send_and_record(message: Message) -> None:
-            nonlocal status, answered
+            nonlocal status, answered, held
             if message["type"] == "http.response.start":
-                status = message["status"]
+                # Held, and sent with the body's first part: the two writes follow each other with nothing between
+                # them. A lock taken between them (the gauge below) let nginx pass on the headers alone, and a
+                # replica killed then left the client half an answer, which nginx can't send on elsewhere.
+                status, held = message["status"], message
+                return
             if message["type"] == "http.response.body" and not message.get("more_body", False) and not answered:
                 # No longer in progress once its answer is on its way: the client may ask again, of another
                 # worker, before this one has logged and counted it, and a scrape then counted both (test_workers).
                 answered = True
                 IN_PROGRESS.dec()
+            if held is not None:
+                start, held = held, None
+                await send(start)
             await send(message)
 
         try:

@@ -30,8 +30,8 @@ test: lint $(MNIST) $(CATALOGS) debs compose-images
 	$(MAKE) mutate-smoke
 	$(MAKE) fuzz FUZZ_S=60 FUZZ_SEED=1
 
-# Coverage-guided fuzzing (bench/fuzz.py): a find is written to out/fuzz/, and `python bench/fuzz.py --minimize`
-# makes it a regression input in tests/api/fuzzed/.
+# Coverage-guided fuzzing (bench/fuzz.py): a find is written to out/fuzz/; copied into tests/api/fuzzed/, it is
+# a regression input that test_hostile sends to the service.
 FUZZ_S ?= 600
 FUZZ_SEED ?= 0
 fuzz: $(STAMP) $(MNIST) $(CATALOGS)

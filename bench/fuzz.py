@@ -3,7 +3,6 @@ reading a number, as the service runs them.
 
     python bench/fuzz.py                       # or `make fuzz`: FUZZ_S seconds (600 by default)
     python bench/fuzz.py --seconds 60 --seed 1 # make test's short run, so that the harness can't rot
-    python bench/fuzz.py --minimize out/fuzz/crash-...   # a find, minimized into tests/api/fuzzed/
 
 Each input goes the way an upload goes. In process, the cheap path: Predictor.prepare_within with answers.CHEAP_MS
 and CHEAP_BYTES, which parses every upload's header and structure and reads the small ones whole; it has no
@@ -15,7 +14,8 @@ cheap path trips CHEAP_LIMIT_MS long before) and 4 GB of memory, this process's 
 CHUNK_S in fresh processes, since atheris's own memory grows with every input.
 
 The seeds are real files of every format the service reads, progressive and interlaced ones included, and the
-hostile corpus's small members (bench/hostile_files.py); the corpus grows in out/fuzz/corpus.
+hostile corpus's small members (bench/hostile_files.py); the corpus grows in out/fuzz/corpus. A find is written
+to out/fuzz/; kept in tests/api/fuzzed/, it is sent to the service by tests/api/test_hostile.py.
 """
 
 import argparse
@@ -36,7 +36,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "out" / "fuzz"
-FOUND = ROOT / "tests" / "api" / "fuzzed"
 MAX_LEN = 65536
 # The bound on any upload's CPU (issue 33), which the in-process path has no deadline to hold it to: a cheap upload
 # takes 0.3 ms (a 28×28 PNG) to 3 ms, about ten times that instrumented for coverage. The least of three runs
@@ -126,16 +125,6 @@ def seeds(folder: Path) -> None:
             (folder / f"hostile-{i}").write_bytes(data)
 
 
-def minimize(find: Path) -> None:
-    """libFuzzer's minimizer over a find, kept in tests/api/fuzzed/ where the tests send it to the service."""
-    FOUND.mkdir(parents=True, exist_ok=True)
-    out = FOUND / find.name.split("-", 1)[-1][:16]
-    atheris.Setup(
-        [sys.argv[0], "-minimize_crash=1", "-max_total_time=120", f"-exact_artifact_path={out}", str(find)], one_input
-    )
-    atheris.Fuzz()
-
-
 def fuzz(seconds: int, seed: int) -> None:
     """One run of libFuzzer over the corpus, in this process, which it ends."""
     flags = [
@@ -160,11 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_S", "600")))
     parser.add_argument("--seed", type=int, default=0, help="libFuzzer's seed; 0 for a new one each run")
-    parser.add_argument("--minimize", type=Path, help="a find to minimize into tests/api/fuzzed/")
     parser.add_argument("--run", action="store_true", help=argparse.SUPPRESS)  # one run, in this process
     args = parser.parse_args()
-    if args.minimize:
-        return minimize(args.minimize)
     if args.run:
         return fuzz(args.seconds, args.seed)
     shutil.rmtree(OUT / "seeds", ignore_errors=True)

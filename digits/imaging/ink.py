@@ -17,6 +17,7 @@ INK_THRESHOLD = 0.2  # after contrast normalization, fainter pixels are paper te
 RULE_SPAN = 0.8
 RULE_SAMPLE = 4096
 RULE_SLOPES = np.tan(np.deg2rad(np.arange(-6, 6.25, 0.5)))
+RULE_STEEPEST = float(np.abs(RULE_SLOPES).max())
 # A mark that nowhere reaches SOLID of the strongest ink, or whose mean is under SHADING, is shading or noise.
 SOLID, SHADING = 0.5, 0.4
 PAPER_BLOCKS = 5  # the background's opening, in blocks (see _paper)
@@ -157,17 +158,20 @@ def _rules_removed(x: np.ndarray) -> np.ndarray:
     # a k-th of its pixels, and the search costs a k-th.
     k = max(1, ys.size // RULE_SAMPLE)
     ys_k, centred_k = ys[::k].astype(np.float32), centred[::k]
+    # Rows are counted from this far above the image, so that none is negative at the steepest slope: `+ h`
+    # was not enough for an image over 19 times as wide as high (the fuzzer's 84×3 TIFF was a 500).
+    offset = int(np.ceil(RULE_STEEPEST * w / 2)) + 1
     best, best_rows, best_slope = 0, np.empty(0, dtype=np.int64), 0.0
     for slope in RULE_SLOPES:
-        rows = np.rint(ys_k - slope * centred_k).astype(np.int64) + h  # + h: never negative at these slopes
-        full = np.flatnonzero(np.bincount(rows, minlength=3 * h) >= RULE_SPAN * w / k)
+        rows = np.rint(ys_k - slope * centred_k).astype(np.int64) + offset
+        full = np.flatnonzero(np.bincount(rows, minlength=h + 2 * offset) >= RULE_SPAN * w / k)
         # Rules come several to a page; one full row alone may be a digit's bar, cropped tight.
         rules = 1 + np.count_nonzero(np.diff(full) > 1) if full.size else 0
         if rules >= 2 and full.size > best:
             best, best_rows, best_slope = full.size, full, slope
     if best == 0:
         return x
-    rows = np.rint(ys - np.float32(best_slope) * centred).astype(np.int64) + h
+    rows = np.rint(ys - np.float32(best_slope) * centred).astype(np.int64) + offset
     on_rule = np.isin(rows, best_rows)
     y, c, r = ys[on_rule], xs[on_rule], rows[on_rule]
     # One level for the whole rule: a digit's bar can lie along a rule for a while, where the median of a

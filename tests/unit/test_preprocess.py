@@ -234,3 +234,11 @@ def test_shading_and_rules_are_not_ink(mnist_test, light, paper):
         assert (found & truth).sum() > 0.9 * truth.sum()
         # So no corner, rule or shadow's edge is left to widen the crop, or to count as a second digit.
         assert not several_digits(ink)
+
+
+def test_an_image_many_times_wider_than_high_is_read():
+    """The rule search counted rows from `h` above the image, and a slope of 6° over 84 px reached further: the
+    fuzzer's 84×3 TIFF was a 500 (tests/api/fuzzed/)."""
+    strip = np.full((3, 200), 255, np.uint8)
+    strip[1, 20:180] = 0
+    assert prep(encode(strip)).shape == (28, 28)

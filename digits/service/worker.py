@@ -110,8 +110,8 @@ class Worker:
 
 
 def client_of(request: Request) -> str:
-    """Who takes turns at the sandbox: the address uvicorn trusts (a proxy's X-Forwarded-For only from
-    --forwarded-allow-ips), as the corrections' limit counts clients."""
+    """Who a request comes from, for the sandbox's turns and the corrections' limit: the address uvicorn trusts,
+    a proxy's X-Forwarded-For only from --forwarded-allow-ips."""
     return request.client.host if request.client else ""
 
 

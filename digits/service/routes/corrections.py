@@ -9,7 +9,7 @@ from digits.i18n.message import N_, Message
 from digits.inference.weights import model_id
 from digits.service.observability import CORRECTIONS
 from digits.service.schemas import FeedbackIn, FeedbackOut, FeedbackStats
-from digits.service.worker import WorkerDep, operator
+from digits.service.worker import WorkerDep, client_of, operator
 
 # /feedback's JSON: the longest prediction id, and room for the rest (main.py's BodyLimit).
 FEEDBACK_BODY_BYTES = 65536 + 1024
@@ -18,9 +18,8 @@ router = APIRouter()
 
 
 async def client(request: Request, worker: WorkerDep) -> str:
-    """The keyed hash that counts a client's corrections. request.client is the address uvicorn trusts: a proxy's
-    X-Forwarded-For only from --forwarded-allow-ips."""
-    return client_key(worker.secret, request.client.host if request.client else "")
+    """The keyed hash that counts a client's corrections, of the address that the sandbox's turns key too."""
+    return client_key(worker.secret, client_of(request))
 
 
 Client = Annotated[str, Depends(client)]

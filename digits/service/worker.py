@@ -94,9 +94,11 @@ class Worker:
         turn. Raises its ImageError."""
         cheap = partial(self.predictor.prepare_within, data, CHEAP_MS, CHEAP_BYTES)
         prepared = await in_thread(request, cheap)
-        if prepared is None:
-            prepared = await unless_gone(request, self.sandbox.prepare(client_of(request), data))
-        return prepared
+        return prepared if prepared is not None else await self.prepared_apart(request, data)
+
+    async def prepared_apart(self, request: Request, data: bytes) -> Prepared:
+        """An upload's 28×28 input, read in the sandbox in its client's turn, and dropped if the client goes."""
+        return await unless_gone(request, self.sandbox.prepare(client_of(request), data))
 
     async def reading(self, request: Request, data: bytes) -> Reading:
         """A whole number's digits, read in the sandbox whatever the upload's size: cutting touching digits apart

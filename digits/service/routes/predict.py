@@ -24,7 +24,7 @@ from digits.service.observability import endpoint_of
 from digits.service.openapi import BATCH_BODY, ERRORS, IMAGE_BODY
 from digits.service.schemas import BatchOut, NumberOut, PredictionOut
 from digits.service.uploads import BatchUpload, ImageUpload
-from digits.service.worker import WorkerDep, client_of
+from digits.service.worker import WorkerDep
 
 router = APIRouter()
 # ?explain=true: costs about 0.24 ms a digit (explain.py), and nothing when it isn't asked for.
@@ -47,7 +47,7 @@ async def predict(request: Request, upload: ImageUpload, worker: WorkerDep, expl
     else:
         answer = await worker.batcher.submit(upload.data)
     if isinstance(answer, Costly):
-        prepared = await unless_gone(request, worker.sandbox.prepare(client_of(request), upload.data))
+        prepared = await worker.prepared_apart(request, upload.data)
         answer = await unless_gone(request, worker.batcher.submit(prepared))
     assert isinstance(answer, PredictionOut), "a prepared upload is never handed back"
     # The language is looked for only when there is something to say in it.

@@ -97,10 +97,11 @@ def test_a_process_past_its_memory_is_refused_and_replaced(monkeypatch, photo):
 
 def test_clients_take_turns_at_the_sandbox(monkeypatch, scans, photo):
     """One process, an attacker with five costly files at once and a client with a phone photo: the photo waits
-    for the job in progress at most, not for the attacker's queue; and the attacker's sixth gets 429."""
+    for the job in progress at most, not for the attacker's queue; and the attacker's sixth gets 429. Told by the
+    order the answers come in, not by a clock, which a slow or traced run stretches (mutmut's took 2.07 s)."""
     monkeypatch.setenv("DECODE_PROCESSES", "1")
 
-    async def scenario() -> tuple[list[int], float, float]:
+    async def scenario() -> tuple[list[int], int, float]:
         async with app.router.lifespan_context(app):
             attacker = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app, client=("192.0.2.1", 1)), base_url="http://a"
@@ -110,12 +111,12 @@ def test_clients_take_turns_at_the_sandbox(monkeypatch, scans, photo):
             attacks = [asyncio.create_task(attacker.post("/predict", content=scans)) for _ in range(6)]
             await asyncio.sleep(0.2)  # all six sent, the first being read
             answer = await other.post("/predict", content=photo)
-            photo_s = time.perf_counter() - start
+            refused_before = sum(a.done() and a.result().status_code == 413 for a in attacks)
             assert answer.json()["digit"] == 7
             statuses = [r.status_code for r in await asyncio.gather(*attacks)]
-            return statuses, photo_s, time.perf_counter() - start
+            return statuses, refused_before, time.perf_counter() - start
 
-    statuses, photo_s, attack_s = asyncio.run(scenario())
+    statuses, refused_before, attack_s = asyncio.run(scenario())
     assert sorted(statuses) == [413] * 5 + [429]  # one running and four waiting, DECODE_BACKLOG
-    assert photo_s < 2 * WALL_BOUND_S  # after the one job in progress, where its queue would take 2.5 s
+    assert refused_before <= 1  # after the one job in progress, not after the four queued behind it
     assert attack_s > 2.0  # the attacker's five, killed one after another at half a second of CPU each

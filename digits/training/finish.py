@@ -37,6 +37,20 @@ def threshold(model: nn.Module, data: Splits, val_logits: torch.Tensor, temperat
     return uncertain_threshold(F.softmax(torch.cat([val_logits, real_logits]) / temperature, 1))
 
 
+def chosen_on_validation(
+    model: nn.Module, data: Splits, val_logits: torch.Tensor, test_logits: torch.Tensor, temperature: float
+) -> dict[str, float]:
+    """The uncertain threshold chosen on validation, and what it makes of the test set (test_figures) and of the
+    held-out outliers: what validation says of the not-a-digit training. Training records them, and `train.py
+    remeasure` again when the preprocessing changes what validation's uploads become."""
+    uncertain_below = threshold(model, data, val_logits, temperature)
+    measured = test_figures(test_logits, data.test_y.cpu(), temperature, uncertain_below)
+    assert data.val_outlier_x is not None, "the splits come with their outliers"
+    val_outlier_probs = F.softmax(logits(model, data.val_outlier_x) / temperature, 1)
+    flagged = float((val_outlier_probs.max(1).values < uncertain_below).float().mean())
+    return {"uncertain_below": round(uncertain_below, 4), **measured, "val_outliers_flagged": round(flagged, 4)}
+
+
 def metadata_of(summary: dict[str, Any], recipe: Recipe, history: list[dict[str, Any]], images: int) -> dict[str, str]:
     """What the weights carry: safetensors keeps strings only, so numbers, lists and objects go as JSON."""
     return {
@@ -71,15 +85,8 @@ def finish(
     # Calibration is fitted on validation; the test set is only measured.
     val_logits, test_logits = logits(model, data.val_x), logits(model, data.test_x)
     temperature = fit_temperature(val_logits, data.val_y.cpu())
-    uncertain_below = threshold(model, data, val_logits, temperature)
+    measured = chosen_on_validation(model, data, val_logits, test_logits, temperature)
     test_y = data.test_y.cpu()
-    measured = test_figures(test_logits, test_y, temperature, uncertain_below)
-    # How many held-out outliers the threshold catches: what validation says of the not-a-digit training.
-    assert data.val_outlier_x is not None, "the splits come with their outliers"
-    val_outlier_probs = F.softmax(logits(model, data.val_outlier_x) / temperature, 1)
-    measured["val_outliers_flagged"] = round(
-        float((val_outlier_probs.max(1).values < uncertain_below).float().mean()), 4
-    )
     print(
         f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
         f"test accuracy {measured['test_accuracy']:.2%}; {measured['val_outliers_flagged']:.1%} of validation "
@@ -93,7 +100,6 @@ def finish(
         "train_seconds": round(seconds, 1),
         "device": str(model.fc1.weight.device),
         "temperature": round(temperature, 4),
-        "uncertain_below": round(uncertain_below, 4),
         **results,
     }
     metadata = metadata_of(summary, recipe, history, len(data.train_x))

@@ -8,8 +8,8 @@ skeleton (scikit-image) and drawn again with a round pen along it, so a digit ke
 changes only what the condition changes:
   pen      dark ink on white paper, pens from 0.03 (a ballpoint at arm's length) to 0.3 (a marker)
   page     the upload page's own canvas and pen (static/app.js), the hand moving over 10% to 90% of the pad
-  photo    a photographed sheet: a vignette, a shadowed corner or a gradient of light, on plain, lined or
-           squared paper, with sensor noise and JPEG compression
+  photo    a photographed sheet: a vignette, a soft or hard shadow over a corner, a gradient of light or a dim
+           room, on plain, lined or squared paper or a sheet on a desk, with sensor noise and JPEG compression
   slant    slanted and rotated digits
 train.py validates on training digits drawn this way (validation_uploads); the benchmark measures on test
 digits, which nothing is ever chosen on.
@@ -36,8 +36,8 @@ PENS = (0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.3)
 TRAIN_PENS = (0.03, 0.5)
 TRAIN_HEIGHT = 40  # px: twice the 20 px the fit makes of it, so the pen's edge is anti-aliased as a photo's
 PAD_SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 0.9)  # 0.9 and the pen's width fill the pad
-LIGHTS = ("vignette", "shadow", "gradient")
-PAPERS = ("plain", "lined", "squared")
+LIGHTS = ("vignette", "shadow", "hard shadow", "gradient", "dim")
+PAPERS = ("plain", "lined", "squared", "on a desk")
 
 
 @dataclass(frozen=True)
@@ -150,26 +150,58 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str) -> b
     ys, xs = ys / h - 0.5, xs / w - 0.5
     if light == "vignette":  # darker towards every corner
         lighting = 1 - rng.uniform(0.4, 0.7) * (ys**2 + xs**2) / 0.5
-    elif light == "shadow":  # a soft shadow over one corner, as from the phone or a hand
+    elif light in ("shadow", "hard shadow"):  # over one corner, as from the phone or a hand, soft or sharp
         sy, sx = rng.choice([-1, 1], size=2)
-        edge = (sy * ys + sx * xs - rng.uniform(0.25, 0.45)) / rng.uniform(0.03, 0.1)
+        # A hard edge is a pixel or two wide at this size (0.002 to 0.006 of the frame), as a phone's own shadow
+        # in daylight casts it; a soft one fades over a tenth of the frame. Its place and depth vary alike.
+        reach = rng.uniform(0.25, 0.45)
+        width = rng.uniform(0.03, 0.1) if light == "shadow" else rng.uniform(0.002, 0.006)
+        edge = np.clip((sy * ys + sx * xs - reach) / width, -60, 60)
         lighting = 1 - rng.uniform(0.4, 0.6) / (1 + np.exp(-edge))
+    elif light == "dim":  # a dim room: the sheet grey, the ink faint against it, the sensor's noise up
+        lighting = np.full_like(xs, rng.uniform(0.3, 0.55))
     elif light == "even":  # for comparison: the same photo, evenly lit
         lighting = np.ones_like(xs)
     else:  # light falling off across the sheet
         angle = rng.uniform(0, 2 * np.pi)
         lighting = 1 - rng.uniform(0.3, 0.5) * (0.5 + np.cos(angle) * xs + np.sin(angle) * ys)
     reflect = np.full((h, w), rng.uniform(0.8, 0.95), dtype=np.float32)
-    if paper != "plain":  # pale blue-grey rules, 1-2 px, every 6-8% of the height
+    ruling = PAPERS[rng.integers(3)] if paper == "on a desk" else paper  # a sheet on a desk: any of the three
+    if ruling != "plain":  # pale blue-grey rules, 1-2 px, every 6-8% of the height
         step, line = h * rng.uniform(0.06, 0.08), rng.uniform(0.6, 0.8)
         width = rng.uniform(1, 2.2)
         rows = (ys * h) % step < width
         reflect[rows] *= line
-        if paper == "squared":
+        if ruling == "squared":
             reflect[(xs * w) % step < width] *= line
     reflect += (rng.uniform(0.05, 0.25) - reflect) * ink
-    gray = reflect * lighting + rng.normal(0, 0.015, (h, w))
+    if paper == "on a desk":
+        reflect = _on_desk(reflect, height, centre, rng)
+    noise = rng.uniform(0.03, 0.05) if light == "dim" else 0.015
+    gray = reflect * lighting + rng.normal(0, noise, (h, w))
     return _jpeg(gray, int(rng.integers(70, 92)))
+
+
+def _on_desk(reflect: np.ndarray, height: float, centre: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """The sheet filling only part of the frame, the desk around it: a sticky note, or a sheet turned up to 30°
+    with the desk at its sides. The sheet holds the digit (`height` px tall about `centre`) with room; the desk
+    is darker or lighter wood or plastic, with a grain."""
+    h, w = reflect.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(-np.pi / 6, np.pi / 6)
+    middle = np.asarray(centre) + rng.uniform(-0.15, 0.15, 2) * height
+    half = rng.uniform(0.85, 1.8, 2) * height  # from a note just round the digit to a sheet beyond the frame
+    u = (ys - middle[0]) * np.cos(angle) + (xs - middle[1]) * np.sin(angle)
+    v = (xs - middle[1]) * np.cos(angle) - (ys - middle[0]) * np.sin(angle)
+    sheet = np.clip(0.5 + np.minimum(half[0] - np.abs(u), half[1] - np.abs(v)), 0, 1)  # its edge anti-aliased
+    grain = rng.uniform(0, np.pi)
+    along = xs * np.cos(grain) + ys * np.sin(grain)
+    desk = (
+        rng.choice([rng.uniform(0.1, 0.45), rng.uniform(0.6, 0.75)])
+        + rng.uniform(0.02, 0.08) * np.sin(along / rng.uniform(3, 12) + 2 * np.sin(along / rng.uniform(40, 120)))
+        + ndimage.gaussian_filter(rng.normal(0, 0.3, (h, w)), rng.uniform(6, 20))
+    )
+    return (sheet * reflect + (1 - sheet) * desk).astype(np.float32)
 
 
 def slanted(skel: Skeleton, rng: np.random.Generator, kind: str) -> bytes:
@@ -208,13 +240,21 @@ def conditions() -> dict[str, tuple[str, Render]]:
 # What validation draws: pens and the page through the range users reach, and photos. Not the rotations:
 # digits turned 30° are a stress test for the benchmark, not a target to tune towards.
 VALIDATION = ("pen", "page", "photo")
+# Photos the benchmark draws that the shipped weights' training never validated on: validation chose their
+# checkpoint as well as their threshold, and stays what it was until the next weights are trained (issue 32).
+# With these, the sheet on a desk that the service doesn't read yet among them, the threshold would be 0.126.
+NEWER_LIGHTS, NEWER_PAPERS = ("hard shadow", "dim"), ("on a desk",)
+NOT_VALIDATED = (
+    "page 10%",
+    *(f"{light}, {paper}" for light in LIGHTS for paper in PAPERS if light in NEWER_LIGHTS or paper in NEWER_PAPERS),
+)
 
 
 def validation_uploads(digits: np.ndarray, seed: int) -> list[bytes]:
     """Each digit drawn once, as uploads of the validation groups' conditions in turn (page from 15%)."""
     rng = np.random.default_rng(seed)
     chosen = [
-        render for name, (group, render) in conditions().items() if group in VALIDATION and name not in ("page 10%",)
+        render for name, (group, render) in conditions().items() if group in VALIDATION and name not in NOT_VALIDATED
     ]
     return [chosen[i % len(chosen)](skeleton(d), rng) for i, d in enumerate(digits)]
 

@@ -35,21 +35,21 @@ def test_the_temperature_fitted_on_validation_calibrates_the_test_set(predictor,
 
 def test_few_real_digits_are_flagged_uncertain(predictor, test_probs):
     # The threshold flags 0.75% of validation digits, MNIST's and those drawn as uploads together; the uploads
-    # take most of that share, and MNIST's own test digits come out near 0.3%.
+    # take most of that share, and MNIST's own test digits come out near 0.6%.
     probs, _ = test_probs
     flagged = float((probs.max(1).values < predictor.uncertain_below).float().mean())
     assert 0.001 <= flagged <= 0.02
 
 
 MISTAKES, RIGHT = 90, 9910  # the shipped weights' answers on the 10,000 test digits (99.10%)
-CAUGHT, FALSE_ALARMS = 13 / MISTAKES, 16 / RIGHT
+CAUGHT, FALSE_ALARMS = 22 / MISTAKES, 34 / RIGHT
 
 
 def test_uncertain_digits_are_the_doubtful_ones(predictor, test_probs):
     probs, labels = test_probs
     unsure = probs.max(1).values < predictor.uncertain_below
     wrong = probs.argmax(1) != labels
-    # Measured: 13 of the 90 mistakes are flagged, 14%, against 16 of the 9,910 right answers, 0.16%. Each share
+    # Measured: 22 of the 90 mistakes are flagged, 24%, against 34 of the 9,910 right answers, 0.34%. Each share
     # is held within chance() of its figure.
     caught = float(unsure[wrong].float().mean())
     false_alarms = float(unsure[~wrong].float().mean())
@@ -69,10 +69,10 @@ def rejection(predictor, mnist_test, fashion_mnist) -> dict:
 @pytest.mark.parametrize(
     ("name", "min_flagged", "min_auroc"),
     [
-        # Measured 80.8% and 65.0%: under the goals of 90% and 70% since pen-drawn digits were made to stay digits
-        # (docs/model.md, "Real handwriting"); held within chance() of what they are.
-        ("Fashion-MNIST", 0.808 - chance(0.808, 2000), 0.98),
-        ("letters", 0.65 - chance(0.65, 480), 0.95),
+        # Measured 85.0% and 71.2%: Fashion-MNIST under its goal of 90% since pen-drawn digits were made to stay
+        # digits (docs/model.md, "Real handwriting"); held within chance() of what they are.
+        ("Fashion-MNIST", 0.85 - chance(0.85, 2000), 0.98),
+        ("letters", 0.712 - chance(0.712, 480), 0.95),
         ("noise", 0.99, 0.99),
         ("blank", 1.0, 0.99),
     ],

@@ -37,24 +37,32 @@ def test_every_pen_reads_as_well_as_mnists_own(rows, pen):
 
 @pytest.mark.parametrize("share", [s for s in redraw.PAD_SHARES if s >= 0.2])
 def test_the_pages_own_pen_from_a_fifth_of_the_pad(rows, share):
-    holds(rows[f"page {share:.0%}"], rows["pen 0.12"]["accuracy"] - 0.025, 0.025, 0.02)
+    # Flagged 1.6-3.8% on 500 digits, "not a digit" 1.0-2.8%: the threshold chosen again on validation read by
+    # today's preprocessing (0.478 against 0.343) doubts the page's small digits more.
+    holds(rows[f"page {share:.0%}"], rows["pen 0.12"]["accuracy"] - 0.025, 0.04, 0.03)
 
 
 def test_a_digit_drawn_small_on_the_page(rows):
     # At 15% of the pad the page's pen is half the digit's height: read right 90.2% of the time on 500 digits,
-    # against 68.2% before; the goal of within 0.5 points of MNIST's pen is missed.
-    holds(rows["page 15%"], 0.88, 0.025, 0.02)
+    # against 68.2% before, 4.8% flagged; the goal of within 0.5 points of MNIST's pen is missed.
+    holds(rows["page 15%"], 0.88, 0.05, 0.035)
 
 
-@pytest.mark.parametrize(
-    "photo", [f"{light}, {paper}" for light in ("vignette", "gradient") for paper in redraw.PAPERS] + ["shadow, plain"]
-)
+PHOTOS = [name for name, (group, _) in redraw.conditions().items() if group == "photo"]
+
+
+@pytest.mark.parametrize("photo", [name for name in PHOTOS if not name.endswith("on a desk")])
 def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
-    holds(rows[photo], rows["pen 0.12"]["accuracy"] - 0.015, 0.04, 0.035)
+    # Shadows soft and hard, rules crossing their edges and a dim room included: 97.2-98.0% read right on 500
+    # digits, where rules in a soft shadow read 86-89%, a hard shadow 25-27% and a dim room 52-69% while the
+    # paper's level was taken at a coarse scale alone.
+    holds(rows[photo], rows["pen 0.12"]["accuracy"] - 0.015, 0.025, 0.015)
 
 
-@pytest.mark.parametrize("photo", ["shadow, lined", "shadow, squared"])
-def test_rules_in_a_shadow_are_the_known_weakness(rows, photo):
-    # Rules crossing a shadow's edge leave traces (docs/model.md): 86-89% read right, 13-19% flagged, on 500 digits;
-    # before this preprocessing, 12%. Held where they are, so that they don't slip further.
-    holds(rows[photo], 0.84, 0.22, 0.21)
+@pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
+def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
+    # The desk around a sheet that doesn't fill the frame is still found as ink (docs/model.md): 62-76% read right
+    # on 500 digits, 7-12% "several digits"; 18-47% before. Held where it is, so that it doesn't slip back.
+    row = rows[photo]
+    assert row["accuracy"] >= 0.6 - chance(0.4, DIGITS), row
+    assert row["several"] <= 0.12 + chance(0.12, DIGITS), row

@@ -4,7 +4,7 @@
     python train.py --fast                   # no teacher, fewer epochs: past 99% in a few minutes on 2 cores
     python train.py --epochs 1 --subset 2000 --out /tmp/smoke.safetensors
     python train.py evaluate [--weights weights/mnist_mlp.safetensors]
-    python train.py remeasure                # record the upload figures again after a preprocessing change
+    python train.py remeasure                # threshold and figures chosen and recorded again, for new preprocessing
     python train.py feedback                 # fine-tune on the corrections an operator accepted (review)
     python train.py feedback --folder corrections/   # or on those exported with review --export
     python train.py promote weights/feedback.safetensors   # serve those weights from the next start
@@ -120,8 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     evaluate_.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="device (default: auto)")
     measure = commands.add_parser(
         "remeasure",
-        help="measure --weights' upload and not-a-digit figures with today's preprocessing, record them in its "
-        "metadata and write its report again; the tensors are kept",
+        help="choose --weights' uncertain threshold on validation and measure its upload and not-a-digit figures "
+        "with today's preprocessing, record them in its metadata and write its report again; the tensors are kept",
     )
     weights_flag(measure, "weights to measure")
     report_flags(measure)

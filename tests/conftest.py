@@ -75,9 +75,11 @@ def server(tmp_path_factory):
     """The real app under uvicorn on a free loopback port, with a short upload timeout for the slow-client tests."""
     log = tmp_path_factory.mktemp("server") / "uvicorn.log"
     proc, port = start_server({**os.environ, "REQUEST_TIMEOUT_S": str(SERVER_TIMEOUT_S)}, log=log, uvicorn=True)
-    wait_healthy(port, proc, log)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    try:  # a setup interrupted (a timeout, ^C) stops the server too
+        wait_healthy(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
 
 
 @pytest.fixture(scope="session")

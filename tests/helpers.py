@@ -77,6 +77,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, log: Path | None = None, tim
         except OSError:
             time.sleep(0.1)
     proc.kill()
+    proc.wait()
     said = log.read_text()[-2000:] if log and log.exists() else ""
     pytest.fail(f"the process on port {port} did not come up: {said}")
 

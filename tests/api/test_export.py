@@ -3,8 +3,6 @@
 import csv
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ from digits.feedback.ids import Seen
 from digits.feedback.store import ACCEPTED, REJECTED, FeedbackStore
 from digits.imaging.png import encode
 from digits.training.finetune import from_database, from_folder
-from tests.helpers import ROOT
 
 
 def corrected(store: FeedbackStore, mnist_test, i: int, verdict: str = ACCEPTED, number: bool = False) -> int:
@@ -134,12 +131,3 @@ def test_an_image_changed_after_the_export_is_refused(store, tmp_path):
     (folder / export.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(export.FolderError, match="56×28, not 28 px high and 28 wide per digit"):
         export.read(folder)
-
-
-def test_the_review_exports_from_the_command_line(store, tmp_path):
-    folder = tmp_path / "out"
-    command = [sys.executable, "-m", "digits.feedback.review", "--database-url", store.url, "--export", str(folder)]
-    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
-    assert first.stdout == f"added 3 accepted corrections to {folder}\n"
-    assert again.stdout == f"added 0 accepted corrections to {folder}\n"

@@ -290,7 +290,10 @@ def test_an_exported_folder_teaches_the_same_weights(tmp_path, mnist_test):
     synthetic_corrections(url, mnist_test, n=150)
     folder = tmp_path / "exported"
     review = [sys.executable, "-m", "digits.feedback.review", "--database-url", url, "--export", str(folder)]
-    subprocess.run(review, cwd=ROOT, check=True, capture_output=True)
+    first = subprocess.run(review, cwd=ROOT, check=True, capture_output=True, text=True)
+    again = subprocess.run(review, cwd=ROOT, check=True, capture_output=True, text=True)
+    assert first.stdout == f"added 150 accepted corrections to {folder}\n"
+    assert again.stdout == f"added 0 accepted corrections to {folder}\n"  # what the folder holds isn't added twice
     quick = ("--epochs", "1", "--subset", "5000", "--quiet", "--no-report")
     made = {}
     for source, extra in (("database", ()), ("folder", ("--folder", str(folder)))):

@@ -236,6 +236,7 @@ def test_a_short_secret_file_stops_the_start(tmp_path):
         load_secret(path=tmp_path / "secret")
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_huge_correction_is_refused_before_it_is_read(fresh_client, db_url, chunked):
     body = b'{"prediction_id": "' + b"a" * 20_000_000 + b'", "label": 1}'

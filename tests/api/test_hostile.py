@@ -64,6 +64,7 @@ def test_each_input_gets_its_answer(client, inputs, h):
         assert number.status_code == h.status
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("h", [h for h in CORPUS if not h.sandbox_only], ids=case_id)
 def test_no_input_costs_more_than_half_a_second_in_process(predictor, inputs, h):
     """CPU, not wall time, of the costliest path, as the command line reads files; before the bounds, six of these
@@ -75,6 +76,7 @@ def test_no_input_costs_more_than_half_a_second_in_process(predictor, inputs, h)
         assert time.process_time() - start < CPU_BOUND_S
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("h", CORPUS, ids=case_id)
 def test_no_input_costs_the_service_more_than_half_a_second(client, inputs, h):
     """The serving process's CPU and the wall time of each route: what the cheap path doesn't take is read in the
@@ -91,6 +93,7 @@ def test_no_input_costs_the_service_more_than_half_a_second(client, inputs, h):
 FUZZED = sorted((Path(__file__).parent / "fuzzed").glob("*"))
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("find", FUZZED, ids=lambda p: p.name)
 def test_each_fuzzers_find_is_answered_in_time(client, find):
     for path in ("/predict", "/predict/number"):
@@ -100,6 +103,7 @@ def test_each_fuzzers_find_is_answered_in_time(client, find):
         assert time.perf_counter() - start < WALL_BOUND_S
 
 
+@pytest.mark.timed
 def test_a_batch_of_the_corpus_stays_within_its_budget(client, inputs):
     # All but the megabytes of chunks and markers, which together pass the upload limit.
     files = [("files", (name, data, "application/octet-stream")) for name, data in inputs.items() if len(data) < 1e6]
@@ -204,6 +208,7 @@ def test_work_finished_first_is_answered():
     assert asyncio.run(scenario()) == "answer"
 
 
+@pytest.mark.timed
 def test_the_structure_walk_reads_no_further_than_its_bound(predictor, inputs):
     """Megabytes of empty chunks are refused after MAX_PARTS of them, not walked to the end."""
     data = inputs["PNG of 600,000 empty chunks"]

@@ -58,6 +58,7 @@ ROUTES = {
 }
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_file_no_estimate_sees_is_refused_in_time_on_every_route(client, scans, photo, route):
     send, reads_the_seven = ROUTES[route]
@@ -71,6 +72,7 @@ def test_a_file_no_estimate_sees_is_refused_in_time_on_every_route(client, scans
     assert reads_the_seven(r)
 
 
+@pytest.mark.timed
 def test_a_batch_refuses_it_in_its_place(client, scans, photo, seven_png):
     uploads = (seven_png, photo, scans, seven_png)
     files = [("files", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(uploads)]
@@ -95,6 +97,7 @@ def test_a_process_past_its_memory_is_refused_and_replaced(monkeypatch, photo):
         assert c.post("/predict", content=page, headers={"Content-Type": "image/png"}).status_code == 200
 
 
+@pytest.mark.timed
 def test_clients_take_turns_at_the_sandbox(monkeypatch, scans, photo):
     """One process, an attacker with five costly files at once and a client with a phone photo: the photo waits
     for the job in progress at most, not for the attacker's queue; and the attacker's sixth gets 429. Told by the

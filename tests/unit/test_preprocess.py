@@ -126,6 +126,7 @@ def test_garbage_is_unreadable():
         decode(b"definitely not an image")
 
 
+@pytest.mark.timed
 def test_decompression_bomb_is_refused_before_decoding():
     data = encode(Image.new("1", (20_000, 20_000)), optimize=True)  # 400 megapixels, a few KB on disk
     assert len(data) < 100_000

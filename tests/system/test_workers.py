@@ -51,7 +51,12 @@ def wait_for_workers(port: int, n: int, timeout: float = 90) -> str:
 def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, int]:
     env = {k: v for k, v in os.environ.items() if k != "WORKERS"}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
-    return start_server(env, *args)
+    return start_server(env, *args, log=tmp_path / "server.log")
+
+
+def said(tmp_path: Path) -> str:
+    """The end of the server's log, for a failure's message."""
+    return (tmp_path / "server.log").read_text()[-3000:]
 
 
 def pid_of(gauge_file: Path) -> int:
@@ -72,7 +77,7 @@ def two_workers(tmp_path_factory) -> Iterator[tuple[int, Path]]:
     proc, port = start(tmp, "--workers", "2")
     try:
         wait_for_workers(port, 2)
-        yield port, tmp / "metrics"
+        yield port, tmp
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -103,7 +108,8 @@ def test_every_scrape_gives_the_same_totals(two_workers, seven_png):
 
 
 def test_a_killed_worker_is_replaced_and_its_gauges_dropped(two_workers, seven_png):
-    port, metrics = two_workers
+    port, tmp = two_workers
+    metrics = tmp / "metrics"
     before = get(port, "/metrics")[1]
     served = metric(before, 'predictions_total{digit="7",endpoint="/predict"}')
     pids = sorted(pid_of(f) for f in metrics.glob("gauge_livesum_*.db"))
@@ -111,7 +117,7 @@ def test_a_killed_worker_is_replaced_and_its_gauges_dropped(two_workers, seven_p
     os.kill(pids[0], signal.SIGKILL)
     deadline = time.monotonic() + 60
     while not any(serving(f) for f in metrics.glob("gauge_livesum_*.db") if pid_of(f) not in pids):
-        assert time.monotonic() < deadline, "uvicorn did not start a worker in place of the killed one"
+        assert time.monotonic() < deadline, f"uvicorn did not start a worker in place of the killed one: {said(tmp)}"
         time.sleep(0.2)
     after = wait_for_workers(port, 2)  # not 3: the dead worker's share is gone
     assert metric(after, "http_requests_in_progress") == 1.0

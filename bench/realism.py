@@ -98,7 +98,8 @@ def main() -> None:
         default="test",
         help="test digits for the figures, training digits to tune on (default: test)",
     )
-    parser.add_argument("--only", choices=["pen", "page", "photo", "slant"], help="one group (default: all)")
+    groups = sorted({group for group, _ in redraw.conditions().values()})
+    parser.add_argument("--only", choices=groups, help="one group (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="which digits, and how each is drawn (default: 0)")
     parser.add_argument(
         "--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights (default: weights/mnist_mlp.safetensors)"

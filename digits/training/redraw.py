@@ -31,9 +31,11 @@ from digits.imaging.fit import fit_and_centre, preprocess
 from digits.imaging.png import encode
 
 UP = 4  # skeletons are taken at 4× MNIST's resolution, 112×112, where a stroke is about 10 px wide
-PAD, PAD_PEN = 560, 40  # the page's canvas and its pen (static/app.js: canvas.height / 14)
+# The page's canvas, and its pen (static/app.js): a share of the drawing's longer side, from PAD / 140 to PAD / 14.
+PAD, PAD_PEN_SHARE = 560, 0.12
+PAD_PENS = (PAD / 140, PAD / 14)
 PENS = (0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.3)
-# Training's pens, log-uniform: to 0.5 of the height, which a digit drawn small with the page's pen reaches.
+# Training's pens, log-uniform: to 0.5 of the height, which a digit drawn small with the page's fixed pen reached.
 TRAIN_PENS = (0.03, 0.5)
 TRAIN_HEIGHT = 40  # px: twice the 20 px the fit makes of it, so the pen's edge is anti-aliased as a photo's
 PAD_SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 0.9)  # 0.9 and the pen's width fill the pad
@@ -131,12 +133,15 @@ def with_pen(skel: Skeleton, rng: np.random.Generator, pen: float) -> bytes:
 
 
 def on_page(skel: Skeleton, rng: np.random.Generator, share: float) -> bytes:
-    """As the upload page sends a drawing: the 560×560 white canvas, its 40 px pen in #111, the hand moving over
-    `share` of the pad's height (the ink is a pen's width taller), anywhere on the pad."""
+    """As the upload page sends a drawing: the 560×560 white canvas, the hand moving over `share` of the pad's
+    height (the ink is a pen's width taller), anywhere on the pad, in #111 with the page's pen for its size."""
     height = share * PAD
-    half_h, half_w = (height + PAD_PEN) / 2, (height * 0.8 + PAD_PEN) / 2
+    width = (skel.right - skel.left) / skel.height * height
+    pen = float(np.clip(PAD_PEN_SHARE * max(height, width), *PAD_PENS))
+    # Anywhere its ink fits on the pad; in the middle where it doesn't, and the pad's edge clips it.
+    half_h, half_w = min((height + pen) / 2, PAD / 2), min((0.8 * height + pen) / 2, PAD / 2)
     centre = (rng.uniform(half_h, PAD - half_h), rng.uniform(half_w, PAD - half_w))
-    ink = draw(skel, (PAD, PAD), height, PAD_PEN, centre)
+    ink = draw(skel, (PAD, PAD), height, pen, centre)
     return _png(1 + (0x11 / 255 - 1) * ink)
 
 

@@ -80,15 +80,39 @@ def shape(digit: int, x0: float, y0: float, height: float) -> list[list[tuple[fl
     return strokes
 
 
-@pytest.mark.parametrize("share", [0.15, 0.25, 0.5])
+@pytest.mark.parametrize("share", [0.1, 0.15, 0.25, 0.5])
 def test_digits_drawn_small_or_large_with_the_pages_pen(page, share):
-    # The pen is a fixed 1/14 of the pad, so a digit drawn at 15% of it is half as wide as it is tall in ink.
+    # A pen of 1/14 of the pad, the page's before it followed the drawing, made a blob of a digit at 10%.
     for digit in SHAPES:
         page.get_by_test_id("clear").click()
         draw(page, *shape(digit, 0.1, 0.1, share))
         page.get_by_test_id("predict").click()
         expect_digit(page, digit)
         expect(page.locator("#status")).not_to_have_class(re.compile("uncertain"))
+
+
+def ink_across(page: Page, row: float) -> int:
+    """How many of the canvas's pixels are ink along one row, `row` of its height down."""
+    return page.evaluate(
+        """(row) => {
+        const c = document.getElementById('canvas');
+        const d = c.getContext('2d').getImageData(0, Math.round(row * c.height), c.width, 1).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) n += d[i] < 128;
+        return n;
+    }""",
+        row,
+    )
+
+
+def test_the_pen_follows_the_size_of_the_drawing(page):
+    # A stroke down a tenth of the 560 px pad: a pen 0.12 of its 56 px, not the old 40 px.
+    draw(page, line((0.3, 0.1), (0.3, 0.2)))
+    assert 5 <= ink_across(page, 0.15) <= 9
+    # A second stroke, down 70% of the pad, widens the pen of both: 0.12 of 392 px is over its most, 1/14 of the
+    # pad, the old pen.
+    draw(page, line((0.6, 0.1), (0.6, 0.8)))
+    assert 2 * 38 <= ink_across(page, 0.15) <= 2 * 42
 
 
 def test_clear_empties_the_canvas_and_the_result(page):

@@ -14,10 +14,13 @@ BLANK = N_("no digit found: the image is blank or nearly uniform; write a digit 
 INK_PIXELS = 16  # ink is what at least this many pixels reach
 INK_THRESHOLD = 0.2  # after contrast normalization, fainter pixels are paper texture or shading, not ink
 # Rules of lined paper reach across this share of the image, at least two of them (_without_rules). The slope
-# search looks at about RULE_SAMPLE ink pixels, along slopes of up to ±6° (as tangents).
+# search looks at about RULE_SAMPLE ink pixels, along slopes of up to ±6° (as tangents) in steps of 0.2°: at
+# 0.5°, a rule between two steps drifted a row or two off its line across a photo, and what drifted stayed as
+# ink (at 0.1°, tilted photos read the same, 88.0% against 87.5% on 400 training digits, in 21 ms against 18).
 RULE_SPAN = 0.8
 RULE_SAMPLE = 4096
-RULE_SLOPES = np.tan(np.deg2rad(np.arange(-6, 6.25, 0.5)))
+RULE_ROWS = 4  # a rule's rows: 1-2 px wide, blurred to 3-4
+RULE_SLOPES = np.tan(np.deg2rad(np.arange(-6, 6.1, 0.2)))
 RULE_STEEPEST = float(np.abs(RULE_SLOPES).max())
 # A mark that nowhere reaches SOLID of the strongest ink, or whose mean is under SHADING, is shading or noise.
 SOLID, SHADING = 0.5, 0.4
@@ -206,7 +209,13 @@ def _without_rules(x: np.ndarray) -> np.ndarray:
 
 
 def _rules_removed(x: np.ndarray) -> np.ndarray:
-    """_without_rules() for horizontal rules."""
+    """_without_rules() for horizontal rules.
+
+    Each rule is a line at its own slope: a sheet photographed with the phone tilted draws its rules converging,
+    and one slope for all of them found a few and left the rest as ink, which widened the crop until the digit
+    was a speck in it (a tilted photo of lined or squared paper read 66% on training digits). So every slope's
+    projection is counted, a Hough transform over the sampled ink pixels, and each rule found at its own slope.
+    """
     h, w = x.shape
     ys, xs = np.nonzero(x)
     centred = (xs - w / 2).astype(np.float32)
@@ -217,19 +226,45 @@ def _rules_removed(x: np.ndarray) -> np.ndarray:
     # Rows are counted from this far above the image, so that none is negative at the steepest slope: `+ h`
     # was not enough for an image over 19 times as wide as high (the fuzzer's 84×3 TIFF was a 500).
     offset = int(np.ceil(RULE_STEEPEST * w / 2)) + 1
-    best, best_rows, best_slope = 0, np.empty(0, dtype=np.int64), 0.0
-    for slope in RULE_SLOPES:
-        rows = np.rint(ys_k - slope * centred_k).astype(np.int64) + offset
-        full = np.flatnonzero(np.bincount(rows, minlength=h + 2 * offset) >= RULE_SPAN * w / k)
-        # Rules come several to a page; one full row alone may be a digit's bar, cropped tight.
-        rules = 1 + np.count_nonzero(np.diff(full) > 1) if full.size else 0
-        if rules >= 2 and full.size > best:
-            best, best_rows, best_slope = full.size, full, slope
-    if best == 0:
+    size = h + 2 * offset
+    rows = np.rint(ys_k - RULE_SLOPES[:, None].astype(np.float32) * centred_k).astype(np.int64) + offset
+    counts = np.bincount(
+        (rows + size * np.arange(RULE_SLOPES.size)[:, None]).ravel(), minlength=size * RULE_SLOPES.size
+    ).reshape(RULE_SLOPES.size, size)
+    counts = np.pad(counts, ((0, 0), (2, 2)))  # two rows of 0 either side, for the neighbours below
+    slopes = counts.argmax(axis=0)  # each row's likeliest slope, the first of equals
+    most = counts[slopes, np.arange(counts.shape[1])]
+    # A rule fills RULE_SPAN of the width at some slope, in a run of at most RULE_ROWS rows, at the run's fullest
+    # row: rules lie further apart than that. A thicker run is a digit's bar, however long: the bars of a thick
+    # pen, found as rules at neighbouring slopes, had their rows taken off.
+    full = RULE_SPAN * w / k
+    edges = np.diff((most >= full).astype(np.int8), prepend=0, append=0)
+    runs = zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
+    lines = np.array([a + int(np.argmax(most[a:b])) for a, b in runs if b - a <= RULE_ROWS], dtype=np.int64)
+    # Rules come several to a page; one full row alone may be a digit's bar, cropped tight.
+    if lines.size < 2:
         return x
-    rows = np.rint(ys - np.float32(best_slope) * centred).astype(np.int64) + offset
-    on_rule = np.isin(rows, best_rows)
-    y, c, r = ys[on_rule], xs[on_rule], rows[on_rule]
+    slopes = slopes[lines]
+    # A rule 2 px wide, or blurred, reaches the rows beside its middle: they are the rule's as far as they hold
+    # half a rule's length. (A blurred rule's flanks left in pieces widened a tilted photo's crop; a quarter took
+    # a digit's pixels along squared paper's rules.)
+    ids, rows = [np.arange(lines.size)], [lines]
+    for step in (-1, 1):
+        going = np.ones(lines.size, dtype=bool)
+        for d in range(1, 3):
+            going &= counts[slopes, lines + step * d] >= full / 2
+            ids.append(np.flatnonzero(going))
+            rows.append(lines[going] + step * d)
+    rule_ids, rule_rows = np.concatenate(ids), np.concatenate(rows) - 2 - offset
+    # Which rule each pixel lies on, if any: where each of its rows passes at each column.
+    at = np.rint(rule_rows[:, None] + RULE_SLOPES[slopes[rule_ids], None] * (np.arange(w) - w / 2)).astype(np.int64)
+    columns = np.broadcast_to(np.arange(w), at.shape)
+    inside = (at >= 0) & (at < h)
+    rule = np.full((h, w), -1, dtype=np.int64)
+    rule[at[inside], columns[inside]] = np.broadcast_to(rule_ids[:, None], at.shape)[inside]
+    found = rule[ys, xs]
+    on_rule = found >= 0
+    y, c, r = ys[on_rule], xs[on_rule], found[on_rule]
     # One level for the whole rule: a digit's bar can lie along a rule for a while, where the median of a
     # stretch would be the bar's. (Levels by stretch, for rules in a shadow's edge, read no better.)
     names, index = np.unique(r, return_inverse=True)

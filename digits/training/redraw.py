@@ -9,13 +9,15 @@ changes only what the condition changes:
   pen      dark ink on white paper, pens from 0.03 (a ballpoint at arm's length) to 0.3 (a marker)
   page     the upload page's own canvas and pen (static/app.js), the hand moving over 10% to 90% of the pad
   photo    a photographed sheet: a vignette, a soft or hard shadow over a corner, a gradient of light or a dim
-           room, on plain, lined or squared paper or a sheet on a desk, with sensor noise and JPEG compression
+           room, on plain, lined or squared paper or a sheet on a desk, with sensor noise and JPEG compression;
+           and "anyhow", each of these at random, in colour, the phone tilted, blurred, at any JPEG quality
   scan     a digit captured 8 to 16 px tall, as a cheap scanner or a thumbnail holds it, and blown up again
   slant    slanted and rotated digits
 train.py validates on training digits drawn this way (validation_uploads); the benchmark measures on test
 digits, which nothing is ever chosen on.
 """
 
+import colorsys
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 from skimage.morphology import skeletonize
+from skimage.transform import ProjectiveTransform, warp
 
 from digits.imaging.decode import decode
 from digits.imaging.errors import NoDigitFound
@@ -145,9 +148,11 @@ def on_page(skel: Skeleton, rng: np.random.Generator, share: float) -> bytes:
     return _png(1 + (0x11 / 255 - 1) * ink)
 
 
-def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str) -> bytes:
+def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str, anyhow: bool = False) -> bytes:
     """A phone photo of a digit on paper, 640×480, JPEG: uneven light of the kind `light` (LIGHTS, or "even"),
-    ruled as `paper`. The digit's place and pen depend on the generator's state only, not on `light`."""
+    ruled as `paper`. The digit's place and pen depend on the generator's state only, not on `light`. `anyhow`
+    draws what the conditions leave grey and straight at random too (_anyhow): the colours of the ink, the
+    paper and the light, the phone's tilt, a blur, and the JPEG's quality."""
     h, w = 480, 640
     height = rng.uniform(0.3, 0.6) * h
     pen = rng.uniform(0.05, 0.12) * height
@@ -181,12 +186,40 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str) -> b
         reflect[rows] *= line
         if ruling == "squared":
             reflect[(xs * w) % step < width] *= line
+    if anyhow:
+        return _anyhow(reflect, ink, lighting, rng, _sensor(light, rng))
     reflect += (rng.uniform(0.05, 0.25) - reflect) * ink
     if paper == "on a desk":
         reflect = _on_desk(reflect, height, centre, rng)
-    noise = rng.uniform(0.03, 0.05) if light == "dim" else 0.015
+    noise = _sensor(light, rng)
     gray = reflect * lighting + rng.normal(0, noise, (h, w))
     return _jpeg(gray, int(rng.integers(70, 92)))
+
+
+def _sensor(light: str, rng: np.random.Generator) -> float:
+    """The sensor's noise: up in a dim room."""
+    return rng.uniform(0.03, 0.05) if light == "dim" else 0.015
+
+
+def _anyhow(paper: np.ndarray, ink: np.ndarray, lighting: np.ndarray, rng: np.random.Generator, noise: float) -> bytes:
+    """photo()'s sheet in colour, as a phone takes it: an ink of any hue, dark to mid (a black, blue, red or
+    green pen, or a pencil's grey), on paper of any pale tint (white, cream, a sticky note), under light that is
+    warm or cool; seen with the phone tilted up to about 20° (the frame's corners moved in by up to 8% of its
+    sides), out of focus or shaken (a Gaussian blur up to 1.5 px), and saved at any JPEG quality from 40."""
+    h, w = paper.shape
+    pen = np.asarray(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(), rng.uniform(0.05, 0.5)), np.float32)
+    tint = np.asarray(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.45), 1), np.float32)
+    light = rng.uniform(0.85, 1, 3).astype(np.float32)
+    sheet = paper[..., None] * tint
+    sheet += (pen - sheet) * ink[..., None]
+    rgb = sheet * (lighting[..., None] * light / light.max())
+    # Each corner of the frame sees a point of the sheet moved in by up to 8% of each side, and a homography
+    # maps every pixel of the frame onto the sheet.
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    seen = corners + rng.uniform(0, 0.08, (4, 2)) * [w, h] * [[1, 1], [-1, 1], [-1, -1], [1, -1]]
+    tilted = warp(rgb, ProjectiveTransform.from_estimate(corners, seen), order=1, mode="edge")
+    blurred = ndimage.gaussian_filter(tilted, (*[rng.uniform(0, 1.5)] * 2, 0))
+    return _jpeg(blurred + rng.normal(0, noise, blurred.shape), int(rng.integers(40, 96)))
 
 
 def _on_desk(reflect: np.ndarray, height: float, centre: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
@@ -209,6 +242,13 @@ def _on_desk(reflect: np.ndarray, height: float, centre: tuple[float, float], rn
         + ndimage.gaussian_filter(rng.normal(0, 0.3, (h, w)), rng.uniform(6, 20))
     )
     return (sheet * reflect + (1 - sheet) * desk).astype(np.float32)
+
+
+def anyhow(skel: Skeleton, rng: np.random.Generator) -> bytes:
+    """A phone photo with every condition drawn at random: any light of LIGHTS or none, plain, lined or squared
+    paper, and the colours, tilt, blur and JPEG quality of photo(anyhow=True)."""
+    light = (*LIGHTS, "even")[rng.integers(len(LIGHTS) + 1)]
+    return photo(skel, rng, light, PAPERS[rng.integers(3)], anyhow=True)
 
 
 def scanned(skel: Skeleton, rng: np.random.Generator, low: int, high: int) -> bytes:
@@ -255,6 +295,7 @@ def conditions() -> dict[str, tuple[str, Render]]:
     for light in LIGHTS:
         for paper in PAPERS:
             out[f"{light}, {paper}"] = ("photo", functools.partial(photo, light=light, paper=paper))
+    out["photo, anyhow"] = ("photo", anyhow)
     for low, high in SCANS:
         out[f"scan {low}-{high} px"] = ("scan", functools.partial(scanned, low=low, high=high))
     for kind in ("slant", "rotate 10-20°", "rotate 20-30°"):
@@ -271,6 +312,7 @@ VALIDATION = ("pen", "page", "photo", "scan")
 NEWER_LIGHTS, NEWER_PAPERS = ("hard shadow", "dim"), ("on a desk",)
 NOT_VALIDATED = (
     "page 10%",
+    "photo, anyhow",
     *(f"scan {low}-{high} px" for low, high in SCANS),
     *(f"{light}, {paper}" for light in LIGHTS for paper in PAPERS if light in NEWER_LIGHTS or paper in NEWER_PAPERS),
 )

@@ -53,12 +53,24 @@ def test_a_digit_drawn_small_on_the_page_reads_as_mnists_own_pen(rows, share):
 PHOTOS = [name for name, (group, _) in redraw.conditions().items() if group == "photo"]
 
 
-@pytest.mark.parametrize("photo", [name for name in PHOTOS if not name.endswith("on a desk")])
+@pytest.mark.parametrize(
+    "photo", [f"{light}, {paper}" for light in redraw.LIGHTS for paper in redraw.PAPERS if paper != "on a desk"]
+)
 def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
     # Shadows soft and hard, rules crossing their edges and a dim room included: 97.2-98.0% read right on 500
     # digits, where rules in a soft shadow read 86-89%, a hard shadow 25-27% and a dim room 52-69% while the
     # paper's level was taken at a coarse scale alone.
     holds(rows[photo], rows["pen 0.12"]["accuracy"] - 0.015, 0.025, 0.015)
+
+
+def test_a_photo_drawn_anyhow(rows):
+    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 92.2% read right on 500 digits, 12.4%
+    # flagged, 10.4% "not a digit", 2.0% "several digits"; 75.0%, 34.4%, 33.6% and 0.6% while all of a page's
+    # rules had to share one slope. Issue 32's 97% is missed; held where it is, so that it doesn't slip back.
+    row = rows["photo, anyhow"]
+    assert row["accuracy"] >= 0.92 - chance(0.08, DIGITS), row
+    assert row["flagged"] <= 0.125 + chance(0.125, DIGITS), row
+    assert row["several"] <= 0.025 + chance(0.025, DIGITS), row
 
 
 @pytest.mark.parametrize("scan", [name for name, (group, _) in redraw.conditions().items() if group == "scan"])

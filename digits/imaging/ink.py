@@ -213,7 +213,7 @@ def _rules_removed(x: np.ndarray) -> np.ndarray:
 
     Each rule is a line at its own slope: a sheet photographed with the phone tilted draws its rules converging,
     and one slope for all of them found a few and left the rest as ink, which widened the crop until the digit
-    was a speck in it (a tilted photo of lined or squared paper read 66% on training digits). So every slope's
+    was a speck in it (photos drawn anyhow, tilted among the rest, read 66% on training digits). So every slope's
     projection is counted, a Hough transform over the sampled ink pixels, and each rule found at its own slope.
     """
     h, w = x.shape

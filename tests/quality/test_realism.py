@@ -64,13 +64,13 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 
 def test_a_photo_drawn_anyhow(rows):
-    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 92.2% read right on 500 digits, 12.4%
-    # flagged, 10.4% "not a digit", 2.0% "several digits"; 75.0%, 34.4%, 33.6% and 0.6% while all of a page's
+    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 92.4% read right on 500 digits, 11.0%
+    # flagged, 9.2% "not a digit", 1.6% "several digits"; 75.0%, 34.4%, 33.6% and 0.6% while all of a page's
     # rules had to share one slope. Issue 32's 97% is missed; held where it is, so that it doesn't slip back.
     row = rows["photo, anyhow"]
     assert row["accuracy"] >= 0.92 - chance(0.08, DIGITS), row
-    assert row["flagged"] <= 0.125 + chance(0.125, DIGITS), row
-    assert row["several"] <= 0.025 + chance(0.025, DIGITS), row
+    assert row["flagged"] <= 0.11 + chance(0.11, DIGITS), row
+    assert row["several"] <= 0.02 + chance(0.02, DIGITS), row
 
 
 @pytest.mark.parametrize("scan", [name for name, (group, _) in redraw.conditions().items() if group == "scan"])
@@ -81,8 +81,9 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
-    # The desk around a sheet that doesn't fill the frame is still found as ink (docs/model.md): 62-76% read right
-    # on 500 digits, 7-12% "several digits"; 18-47% before. Held where it is, so that it doesn't slip back.
+    # A desk's grain, and the rules of a sheet narrower than the frame, are still found as ink (docs/model.md):
+    # 69.6-79.2% read right on 500 digits, 4.0-11.0% "several digits"; 62.8-76.2% while the frame's median set
+    # the polarity, and 18-47% before that. Held where it is, so that it doesn't slip back.
     row = rows[photo]
-    assert row["accuracy"] >= 0.6 - chance(0.4, DIGITS), row
-    assert row["several"] <= 0.12 + chance(0.12, DIGITS), row
+    assert row["accuracy"] >= 0.69 - chance(0.31, DIGITS), row
+    assert row["several"] <= 0.11 + chance(0.11, DIGITS), row

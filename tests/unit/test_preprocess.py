@@ -58,6 +58,21 @@ def test_polarity_is_detected_both_ways():
     assert dark_on_light[:, :5].max() == 0
 
 
+@pytest.mark.parametrize("desk", [40, 110])
+def test_a_note_on_a_dark_desk_is_read_as_paper(desk):
+    # A sticky note a quarter of the frame, on a desk darker than its ink or a little lighter: the frame's median
+    # was the desk's, and the note was taken for chalk on a board, its paper for the ink.
+    im = Image.new("L", (512, 384), desk)
+    truth = Image.new("L", im.size, 0)
+    ImageDraw.Draw(im).rectangle((150, 90, 370, 300), fill=225)
+    seven = [(200, 130), (320, 130), (240, 270)]
+    ImageDraw.Draw(im).line(seven, fill=30, width=12, joint="curve")
+    ImageDraw.Draw(truth).line(seven, fill=255, width=12, joint="curve")
+    found, digit = ink_map(im) > 0, np.asarray(truth) > 0
+    assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
+    assert (found & digit).sum() > 0.9 * digit.sum()
+
+
 def test_off_centre_digit_is_centred_by_mass():
     corner = draw_one(size=(600, 600), box=(20, 20, 60, 200))
     x = prep(encode(corner))

@@ -188,8 +188,16 @@ def stack(image) -> Iterator[Stack]:
         assert up.returncode == 0, up.stderr[-3000:]
         edge = Container(f"{project}_nginx_1", port)
         # podman-compose 1.6 with podman 4.3 starts all at once (it ignores depends_on's conditions): the
-        # replicas retry the database while it starts, and nginx answers 502 until they are up.
-        deadline, answered = time.monotonic() + 120, 0
+        # replicas retry the database while it starts, and nginx resolves `app` to the replicas started by then,
+        # for good. CI once saw every request fail once app_2 was killed, as if nginx knew that one alone. So nginx
+        # is started again once every replica is healthy, as compose.yaml's depends_on starts it.
+        deadline = time.monotonic() + 120
+        for i in (1, 2, 3):
+            while podman("healthcheck", "run", f"{project}_app_{i}", check=False).returncode != 0:
+                assert time.monotonic() < deadline, "\n".join(s[-2000:] for s in Stack(project, edge).replica_logs())
+                time.sleep(1)
+        podman("restart", edge.name)
+        answered = 0
         while answered < 12:
             assert time.monotonic() < deadline, "\n".join(s[-2000:] for s in Stack(project, edge).replica_logs())
             try:

@@ -22,6 +22,15 @@ def test_numpy_forward_agrees_with_torch_over_the_test_set(predictor, mnist_test
     assert (ours.argmax(1) == theirs.argmax(1)).all()
 
 
+def test_images_inked_all_over_agree_with_torch(predictor):
+    # Past half of the pixels inked, the first layer reads its weights in place rather than gathering them.
+    images = np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)
+    ours = np.array([p.probabilities for p in predictor.classify(images)])
+    assert np.abs(ours - torch_probabilities(predictor, images)).max() <= 1e-5
+    alone = np.array([p.probabilities for p in predictor.classify(images[:1])])
+    np.testing.assert_allclose(alone, ours[:1], atol=1e-6)
+
+
 def test_one_image_alone_reads_as_in_a_batch(predictor, mnist_test):
     images = mnist_test[0][:64].astype(np.float32) / 255
     batch = predictor.forward(images)

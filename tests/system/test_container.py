@@ -192,14 +192,18 @@ def stack(image) -> Iterator[Stack]:
         # for good. CI once saw every request fail once app_2 was killed, as if nginx knew that one alone. So nginx
         # is started again once every replica is healthy, as compose.yaml's depends_on starts it.
         deadline = time.monotonic() + 120
+
+        def in_time() -> None:
+            assert time.monotonic() < deadline, "\n".join(s[-2000:] for s in Stack(project, edge).replica_logs())
+
         for i in (1, 2, 3):
             while podman("healthcheck", "run", f"{project}_app_{i}", check=False).returncode != 0:
-                assert time.monotonic() < deadline, "\n".join(s[-2000:] for s in Stack(project, edge).replica_logs())
+                in_time()
                 time.sleep(1)
         podman("restart", edge.name)
         answered = 0
         while answered < 12:
-            assert time.monotonic() < deadline, "\n".join(s[-2000:] for s in Stack(project, edge).replica_logs())
+            in_time()
             try:
                 answered = answered + 1 if edge.request("GET", "/healthz")[0] == 200 else 0
             except OSError:

@@ -242,14 +242,7 @@ def test_shading_and_rules_are_not_ink(mnist_test, light, paper):
         assert not several_digits(ink)
 
 
-THIN_RULE = pytest.mark.xfail(
-    strict=True,
-    reason="a rule 1 px wide at a slope between two of the search's steps falls half in each of two rows, "
-    "neither full, and stays as ink (issue 32)",
-)
-
-
-@pytest.mark.parametrize("width", [pytest.param(1, marks=THIN_RULE), 2])
+@pytest.mark.parametrize("width", [1, 2])
 def test_rules_seen_in_perspective_are_not_ink(width):
     # A phone tilted over lined paper: rules every 26 px, their slopes turning from -4° at the top to +4° at the
     # bottom as they converge, over a thick 7, drawn at 4× and reduced, so that their edges are soft as a
@@ -267,6 +260,42 @@ def test_rules_seen_in_perspective_are_not_ink(width):
     found, digit = ink_map(im.resize((w, h), Image.Resampling.BOX)) > 0, np.asarray(truth) > 0
     assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
     assert (found & digit).sum() > 0.9 * digit.sum()
+
+
+@pytest.mark.parametrize("turn", [-25, -8, 0, 14, 30])
+def test_the_rules_of_a_note_turned_on_a_desk_are_not_ink(turn):
+    # A lined note half the frame's width, turned on a dark desk: its rules reach across less than half of the
+    # frame, at the note's own angle. They were left as ink where they didn't reach across 80% of it at ±6°.
+    h, w, up = 384, 512, 4
+    note = Image.new("L", (240 * up, 220 * up), 225)
+    draw = ImageDraw.Draw(note)
+    for y in range(14, 220, 24):
+        draw.line([(0, up * y), (up * 240, up * y)], fill=130, width=up + up // 2)
+    seven = [(70, 50), (170, 50), (110, 180)]
+    draw.line([(up * x, up * y) for x, y in seven], fill=30, width=12 * up, joint="curve")
+    truth = Image.new("L", note.size, 0)
+    ImageDraw.Draw(truth).line([(up * x, up * y) for x, y in seven], fill=255, width=12 * up, joint="curve")
+    # Turned about its middle, in the middle of a dark desk.
+    im, digit = Image.new("L", (w * up, h * up), 60), Image.new("L", (w * up, h * up), 0)
+    mask = Image.new("L", note.size, 255).rotate(turn, expand=True)
+    corner = ((w * up - mask.width) // 2, (h * up - mask.height) // 2)
+    im.paste(note.rotate(turn, expand=True, fillcolor=60), corner, mask)
+    digit.paste(truth.rotate(turn, expand=True), corner, mask)
+    found = ink_map(im.resize((w, h), Image.Resampling.BOX)) > 0
+    digit = np.asarray(digit.resize((w, h), Image.Resampling.BOX)) > 127
+    assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
+    assert (found & digit).sum() > 0.9 * digit.sum()
+
+
+def test_thin_parallel_strokes_as_far_apart_as_they_are_long_are_not_rules():
+    # 1111 in a ballpoint, each 1 as long as a rule on a small note and as thin: four parallel lines, but as far
+    # apart as they are long, where rules lie closer than a third of their length.
+    im = Image.new("L", (512, 384), 240)
+    for x in (96, 196, 296, 396):
+        ImageDraw.Draw(im).line([(x, 60), (x + 20, 320)], fill=20, width=2)
+    drawn = np.asarray(im) < 128
+    found = ink_map(im) > 0
+    assert (found & drawn).sum() > 0.9 * drawn.sum()
 
 
 def test_an_image_many_times_wider_than_high_is_read():

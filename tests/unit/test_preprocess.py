@@ -276,13 +276,13 @@ def test_the_rules_of_a_note_turned_on_a_desk_are_not_ink(turn):
     truth = Image.new("L", note.size, 0)
     ImageDraw.Draw(truth).line([(up * x, up * y) for x, y in seven], fill=255, width=12 * up, joint="curve")
     # Turned about its middle, in the middle of a dark desk.
-    im, digit = Image.new("L", (w * up, h * up), 60), Image.new("L", (w * up, h * up), 0)
+    im, drawn = Image.new("L", (w * up, h * up), 60), Image.new("L", (w * up, h * up), 0)
     mask = Image.new("L", note.size, 255).rotate(turn, expand=True)
     corner = ((w * up - mask.width) // 2, (h * up - mask.height) // 2)
     im.paste(note.rotate(turn, expand=True, fillcolor=60), corner, mask)
-    digit.paste(truth.rotate(turn, expand=True), corner, mask)
+    drawn.paste(truth.rotate(turn, expand=True), corner, mask)
     found = ink_map(im.resize((w, h), Image.Resampling.BOX)) > 0
-    digit = np.asarray(digit.resize((w, h), Image.Resampling.BOX)) > 127
+    digit = np.asarray(drawn.resize((w, h), Image.Resampling.BOX)) > 127
     assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
     assert (found & digit).sum() > 0.9 * digit.sum()
 

@@ -247,7 +247,7 @@ def _without_rules(x: np.ndarray) -> np.ndarray:
     Each rule's typical level (its median along its length, which a digit crosses only briefly) is taken off
     the pixels along it, so that a stroke crossing a rule keeps its ink. Only thin ink is searched, and only
     where there is enough of it for RULE_LINES rules: a digit alone, most of whose strokes are not thin, is
-    spared the cost (a 560×560 canvas's ink map took 0.07 ms more, 4%)."""
+    spared the search."""
     need = RULE_LINES * RULE_LENGTH
     for axis in (0, 1):
         along = x if axis == 0 else x.T

@@ -242,6 +242,29 @@ def test_shading_and_rules_are_not_ink(mnist_test, light, paper):
         assert not several_digits(ink)
 
 
+def test_a_dark_desks_grain_beside_the_sheet_is_not_ink():
+    # A 7 on a sheet, and beyond its edge a dark desk whose grain the light's share strengthens as it would ink
+    # in a shadow: stripes that pass the ink threshold and half the ink's strength, but hold near it nowhere.
+    im = Image.new("L", (512, 384), 225)
+    ImageDraw.Draw(im).line([(120, 90), (240, 90), (160, 300)], fill=30, width=14, joint="curve")
+    pixels = np.asarray(im).astype(np.float32)
+    pixels[:, 340:] = 50 + 20 * np.sin(np.arange(340, 512) / 2)
+    found = ink_map(Image.fromarray(pixels.astype(np.uint8))) > 0
+    assert not found[:, 345:].any()
+    assert found[80:310, 110:250].sum() > 2000
+
+
+def test_a_faint_piece_of_a_digit_is_ink_where_the_light_is_even():
+    # A 4 whose stem stands apart from the rest and is drawn half as dark, on paper a little darker to the right:
+    # as soft beside the rest as a desk's grain, but where the light's share strengthened nothing.
+    strokes = Image.new("L", (384, 384), 0)
+    ImageDraw.Draw(strokes).line([(150, 80), (110, 220), (250, 220)], fill=195, width=12, joint="curve")
+    ImageDraw.Draw(strokes).line([(275, 60), (275, 320)], fill=100, width=12)
+    paper = 225 - 20 * np.linspace(0, 1, 384, dtype=np.float32)[None, :]
+    found = ink_map(Image.fromarray((paper - np.asarray(strokes)).astype(np.uint8))) > 0
+    assert found[:, 265:286].sum() > 2000
+
+
 @pytest.mark.parametrize("width", [1, 2])
 def test_rules_seen_in_perspective_are_not_ink(width):
     # A phone tilted over lined paper: rules every 26 px, their slopes turning from -4° at the top to +4° at the

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from digits.feedback.store import DEFAULT_DATABASE_URL
-from digits.inference.weights import DEFAULT_WEIGHTS, load_model
+from digits.inference.weights import DEFAULT_WEIGHTS
 from digits.paths import REPORTS
 from digits.training import dataset
 from digits.training.finetune import (
@@ -56,7 +56,7 @@ from digits.training.recipe import Recipe, preset
 from digits.training.remeasure import remeasure
 from digits.training.splits import load_splits, to_float, with_outliers
 from digits.training.teacher import TeacherCNN
-from model import MLP
+from model import MLP, load_model
 
 REPORT = REPORTS / "latest"
 COMMANDS = ("train", "evaluate", "remeasure", "feedback", "promote", "export")

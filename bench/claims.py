@@ -38,6 +38,7 @@ from digits.training.finish import threshold
 from digits.training.loop import logits
 from digits.training.recipe import Recipe
 from digits.training.splits import load_splits
+from model import model_from_state
 
 # Where the figures are stated: the README, and the documents it leads to.
 DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -198,12 +199,13 @@ def measure_shipped() -> dict[str, float]:
     recipe = Recipe.from_json(meta["recipe"])
     # No redrawn training digits (pens=0): only validation and test are measured.
     data = load_splits(dataclasses.replace(recipe, pens=0, subset=0), torch.device("cpu"))
-    val_logits, test_logits = logits(predictor.model, data.val_x), logits(predictor.model, data.test_x)
+    model = model_from_state(predictor.state)
+    val_logits, test_logits = logits(model, data.val_x), logits(model, data.test_x)
     temperature = fit_temperature(val_logits, data.val_y)
     out: dict[str, float] = {
         "val_accuracy": float((val_logits.argmax(1) == data.val_y).float().mean()),
         "temperature": temperature,
-        "uncertain_below": threshold(predictor.model, data, val_logits, temperature),
+        "uncertain_below": threshold(model, data, val_logits, temperature),
         **test_figures(test_logits, data.test_y, temperature, float(meta["uncertain_below"])),
     }
     images = (data.test_x[:, 0].numpy() * 255).round().astype("uint8")

@@ -180,7 +180,7 @@ def main() -> None:
                 time.sleep(PHASE_S / 2)
                 shipped = Predictor(weights)
                 staged = Path(tmp) / "new.safetensors"
-                save_weights(shipped.model.state_dict(), staged, shipped.metadata | {"retrained": "for the picture"})
+                save_weights(shipped.state, staged, shipped.metadata | {"retrained": "for the picture"})
                 staged.replace(weights)
                 sha256_path(staged).replace(sha256_path(weights))
                 swapped = time.time()

@@ -12,6 +12,7 @@ process, one digit at a time as the service explains them.
 """
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -24,15 +25,22 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digits.imaging.fit import normalize
 from digits.inference import explain
 from digits.inference.predictor import Predictor
 from digits.inference.weights import DEFAULT_WEIGHTS
 from digits.training import dataset, redraw
+from digits.training.splits import normalize
+from model import MLP, model_from_state
 
 Method = Callable[[Predictor, np.ndarray, int], np.ndarray]
 STEPS = 20  # points on the deletion curve
 PER_STEP = 8  # pixels blanked per point: 160 in all, more than most digits' ink
+
+
+@functools.cache
+def module(predictor: Predictor) -> MLP:
+    """The predictor's weights in torch's module, for the gradient."""
+    return model_from_state(predictor.state)
 
 
 def occlusion(predictor: Predictor, image: np.ndarray, digit: int) -> np.ndarray:
@@ -43,7 +51,7 @@ def occlusion(predictor: Predictor, image: np.ndarray, digit: int) -> np.ndarray
 def gradient(predictor: Predictor, image: np.ndarray, digit: int) -> np.ndarray:
     """Gradient × input of the same score, the answer's log-odds, against blank paper."""
     x = torch.from_numpy(image[None].astype(np.float32)).requires_grad_()
-    logits = predictor.model(normalize(x))[0]
+    logits = module(predictor)(normalize(x))[0]
     others = torch.cat([logits[:digit], logits[digit + 1 :]])
     (logits[digit] - torch.logsumexp(others, dim=0)).backward()
     assert x.grad is not None
@@ -58,7 +66,7 @@ def deletion_area(predictor: Predictor, image: np.ndarray, digit: int, credit: n
     for step in range(1, STEPS + 1):
         curve[step, order[: step * PER_STEP]] = 0
     x = torch.from_numpy(curve.reshape(-1, 28, 28).astype(np.float32))
-    return float(torch.softmax(predictor.model(normalize(x)), dim=1)[:, digit].mean())
+    return float(torch.softmax(module(predictor)(normalize(x)), dim=1)[:, digit].mean())
 
 
 def median_ms(method: Method, predictor: Predictor, images: np.ndarray, digits: list[int]) -> float:

@@ -32,6 +32,7 @@ from digits.inference.forward import limit_threads
 from digits.inference.predictor import Predictor
 from digits.training import dataset
 from digits.training.report import phone_photo
+from model import model_from_state
 
 
 def in_process(repeats: int) -> tuple[list[str], float]:
@@ -109,8 +110,8 @@ def forwards(repeats: int) -> list[str]:
     from digits.inference.forward import Forward
 
     limit_threads(1)
-    model = Predictor().model
-    forward = Forward(model)
+    state = Predictor().state
+    model, forward = model_from_state(state), Forward(state)
     (w1, b1), (w2, b2), (w3, b3) = [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in forward.layers]
 
     @torch.inference_mode()
@@ -160,10 +161,9 @@ def training(repeats: int) -> list[str]:
     import torch.nn.functional as F
     from torch.optim.swa_utils import AveragedModel
 
-    from digits.imaging.fit import normalize
     from digits.training.loop import ema_update, train_one_epoch
     from digits.training.recipe import preset
-    from digits.training.splits import to_float
+    from digits.training.splits import normalize, to_float
     from model import MLP
 
     args = preset("fast")  # the default augmentation, without the teacher

@@ -1,19 +1,14 @@
 """The fit: ink cropped, brought to MNIST's stroke width where it is much thinner, fitted into 20×20 and placed in
-28×28 with its centre of mass in the middle, as NIST and LeCun made MNIST. Training and serving share
-normalize() and these constants, so they can't drift."""
-
-from typing import TypeVar
+28×28 with its centre of mass in the middle, as NIST and LeCun made MNIST. Training and serving share these
+constants, so they can't drift."""
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 from scipy import ndimage
 
 from digits.i18n.message import N_
 from digits.imaging.errors import NoDigitFound
 from digits.imaging.ink import ink_map
-
-Pixels = TypeVar("Pixels", torch.Tensor, np.ndarray)
 
 # MNIST's pixel mean and standard deviation on [0,1].
 MEAN, STD = 0.1307, 0.3081
@@ -25,11 +20,6 @@ BOX, FIELD = 20, 28  # the digit is fitted into BOX×BOX, then placed on a FIELD
 MNIST_STROKE, THIN, STROKE_SIDE = 0.124, 0.75, 80
 CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured on the training set: 14.0 ± 0.3)
 _POSITIONS = np.arange(BOX, dtype=np.float32)  # pixel indices, for centres of mass
-
-
-def normalize(x: Pixels) -> Pixels:
-    """Standardize pixels already scaled to [0,1], in a tensor or an array."""
-    return (x - MEAN) / STD
 
 
 def stroke_width(ink: np.ndarray) -> float:

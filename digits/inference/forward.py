@@ -8,24 +8,35 @@ for two packages more (docs/benchmarks.md). Training stays torch's; the weights 
 writes.
 """
 
+import sys
+from collections.abc import Mapping
+
 import numpy as np
-import torch
 from threadpoolctl import threadpool_limits
 
 from digits.imaging.fit import MEAN, STD
-from model import MLP
 
 
 class Forward:
     """The MLP's logits for N×28×28 (or N×784) inputs in [0,1], standardized as in training."""
 
-    def __init__(self, model: MLP) -> None:
-        layers = (model.fc1, model.fc2, model.fc3)
+    def __init__(self, state: Mapping[str, np.ndarray]) -> None:
+        """`state`: model.MLP's weights by name (weights.load_state); ValueError if they can't be its layers, each
+        a float32 weight and bias taking the last one's outputs, from the 784 pixels to the 10 digits."""
+        names = sorted({key.rpartition(".")[0] for key in state})  # fc1, fc2, fc3
+        if set(state) != {f"{name}.{part}" for name in names for part in ("weight", "bias")}:
+            raise ValueError("the weights are not a weight and a bias for each layer")
         # Transposed once, so that each layer is one x @ W + b over contiguous rows.
-        self.layers = [
-            (np.ascontiguousarray(layer.weight.detach().numpy().T), layer.bias.detach().numpy().copy())
-            for layer in layers
-        ]
+        self.layers = [(np.ascontiguousarray(state[f"{n}.weight"].T), state[f"{n}.bias"].copy()) for n in names]
+        inputs = 28 * 28
+        for w, b in self.layers:
+            if w.dtype != np.float32 or b.dtype != np.float32 or w.ndim != 2 or b.shape != w.shape[1:]:
+                raise ValueError("a layer's weights are not a float32 matrix and its bias")
+            if w.shape[0] != inputs:
+                raise ValueError("a layer doesn't take the outputs of the one before it")
+            inputs = w.shape[1]
+        if inputs != 10:
+            raise ValueError("the last layer doesn't give one output for each digit")
         # Paper is 0 before standardizing, and -MEAN/STD after it at every pixel: its share of the first layer's
         # sums is the same for every image, added once to the bias.
         w1, b1 = self.layers[0]
@@ -65,8 +76,9 @@ class Forward:
 
 
 def limit_threads(threads: int) -> None:
-    """The threads of this process's forward passes: numpy's BLAS and torch's alike. The server runs one per
-    worker (settings.torch_threads): at a batch of 64, BLAS's default of one per core took 3.2× the CPU time
-    for 1.7× the speed, taken from the other workers."""
+    """The threads of this process's forward passes: numpy's BLAS, and torch's where the process has loaded it
+    (serving doesn't). The server runs one per worker (settings.torch_threads): at a batch of 64, BLAS's default
+    of one per core took 3.2× the CPU time for 1.7× the speed, taken from the other workers."""
     threadpool_limits(threads, user_api="blas")
-    torch.set_num_threads(threads)
+    if (torch := sys.modules.get("torch")) is not None:
+        torch.set_num_threads(threads)

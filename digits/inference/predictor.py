@@ -3,11 +3,11 @@ confidence, and whether to doubt it."""
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
 
 from digits.i18n.message import N_
@@ -21,12 +21,10 @@ from digits.inference.weights import (
     DEFAULT_WEIGHTS,
     WeightsError,
     file_sha256,
-    load_model,
-    model_from_state,
+    load_state,
     model_id,
     sha256_path,
 )
-from model import MLP
 
 Prepared = tuple[np.ndarray, bool]  # an upload's 28×28 input, and whether it seems to hold several digits
 
@@ -74,21 +72,22 @@ class Predictor:
         if recorded.read_text().split()[0] != self.sha256:
             raise WeightsError(f"weights file {weights} does not match the sha256 recorded in {recorded}; {fix}")
         try:
-            model = load_model(weights)
-            with safe_open(str(weights), framework="pt") as f:
+            state = load_state(weights)
+            with safe_open(str(weights), framework="np") as f:
                 metadata = f.metadata() or {}
-        except (SafetensorError, RuntimeError, OSError) as e:
+            self._use(state, metadata, max_pixels)
+        except (SafetensorError, ValueError, OSError) as e:
             raise WeightsError(f"weights file {weights} is corrupt ({e}); {fix}") from e
-        self._use(model, metadata, max_pixels)
 
     @classmethod
     def from_state(
-        cls, state: dict[str, torch.Tensor], metadata: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS
+        cls, state: Mapping[str, np.ndarray], metadata: dict[str, str], max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> "Predictor":
-        """A predictor for weights still in memory: train.py measures them before it writes the file."""
+        """A predictor for weights still in memory (model.numpy_state): train.py measures them before it writes
+        the file."""
         predictor = cls.__new__(cls)
         predictor.sha256 = ""  # a file's hash, and there is no file yet
-        predictor._use(model_from_state({k: v.cpu() for k, v in state.items()}), metadata, max_pixels)
+        predictor._use(state, metadata, max_pixels)
         return predictor
 
     @property
@@ -102,9 +101,9 @@ class Predictor:
         """The short id that every answer carries (weights.model_id)."""
         return model_id(self.sha256)
 
-    def _use(self, model: MLP, metadata: dict[str, str], max_pixels: int) -> None:
-        self.model = model  # for training's measurements; serving runs self.forward
-        self.forward = Forward(model)
+    def _use(self, state: Mapping[str, np.ndarray], metadata: dict[str, str], max_pixels: int) -> None:
+        self.state = state  # the weights by name; model.model_from_state makes torch's module of them
+        self.forward = Forward(state)
         self.metadata = metadata
         self.max_pixels = max_pixels
         self.uncertain_below = float(self.metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))

@@ -15,13 +15,13 @@ from torch import nn
 from digits.feedback.export import FolderError, read
 from digits.feedback.store import FeedbackStore, tally
 from digits.inference.predictor import Predictor
-from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, load_model, sha256_path
+from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, sha256_path
 from digits.training import dataset
 from digits.training.finish import Output, finish
 from digits.training.loop import evaluate, fit
 from digits.training.recipe import Recipe
 from digits.training.splits import Splits, to_float
-from model import MLP
+from model import MLP, load_model
 
 # Fine-tuned weights wait here, beside the served ones, until `train.py promote`: corrections come from strangers.
 FEEDBACK_WEIGHTS = DEFAULT_WEIGHTS.with_name("feedback.safetensors")

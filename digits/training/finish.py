@@ -18,7 +18,7 @@ from digits.training.calibration import fit_temperature, test_figures, uncertain
 from digits.training.loop import logits
 from digits.training.recipe import Recipe
 from digits.training.splits import Splits
-from model import MLP
+from model import MLP, numpy_state
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def finish(
     metadata = metadata_of(summary, recipe, history, len(data.train_x))
     if output.report is not None:
         # What the served model does with uploads and with things that are not digits; recorded with the weights.
-        predictor = Predictor.from_state(state, metadata)
+        predictor = Predictor.from_state(numpy_state(state), metadata)
         all_images = (data.test_x[:, 0].cpu().numpy() * 255).round().astype(np.uint8)
         served, scores = report.served_figures(predictor, all_images, test_y.numpy(), recipe.seed, output.report_digits)
         summary.update(served)
@@ -113,5 +113,5 @@ def finish(
         before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
         report.write_report(output.report, summary, history, all_images, test_y, before, after, scores)
         print(f"wrote the report to {output.report}")
-    save_weights(state, output.weights, metadata)
+    save_weights(numpy_state(state), output.weights, metadata)
     print(f"wrote {output.weights}")

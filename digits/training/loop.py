@@ -11,10 +11,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from digits.imaging.fit import normalize
 from digits.training.augment import augment
 from digits.training.recipe import Recipe
-from digits.training.splits import Splits
+from digits.training.splits import Splits, normalize
 
 
 def train_one_epoch(

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from digits.inference.predictor import Predictor
-from digits.inference.weights import save_weights
+from digits.inference.weights import load_state, save_weights
 from digits.training import dataset, report
 from digits.training.finish import chosen_on_validation
 from digits.training.loop import logits
 from digits.training.recipe import Recipe
 from digits.training.splits import load_splits, with_outliers
+from model import model_from_state
 
 
 def remeasure(weights: Path, report_dir: Path | None, digits: int) -> None:
@@ -23,13 +23,14 @@ def remeasure(weights: Path, report_dir: Path | None, digits: int) -> None:
     as training drew them, and write its report again with them: preprocessing changes what uploads become,
     validation's among them, and figures recorded before the change would no longer be what users get, nor
     agree with the report."""
-    state = load_file(str(weights))
+    state = load_state(weights)
     predictor = Predictor(weights)
+    model = model_from_state(state)
     # Validation and its held-out outliers as training drew them, without what training alone needs.
     recipe = dataclasses.replace(Recipe.from_json(predictor.metadata["recipe"]), pens=0, subset=0, outliers=0)
     data = with_outliers(recipe, load_splits(recipe, torch.device("cpu")))
-    val_logits, test_logits = logits(predictor.model, data.val_x), logits(predictor.model, data.test_x)
-    chosen = chosen_on_validation(predictor.model, data, val_logits, test_logits, predictor.temperature)
+    val_logits, test_logits = logits(model, data.val_x), logits(model, data.test_x)
+    chosen = chosen_on_validation(model, data, val_logits, test_logits, predictor.temperature)
     metadata = predictor.metadata | {k: f"{v:.4f}" for k, v in chosen.items()}
     predictor = Predictor.from_state(state, metadata)
     images, labels = dataset.load(train=False)

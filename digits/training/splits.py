@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from digits.imaging.fit import MEAN, STD
 from digits.training import dataset, outliers, redraw
 from digits.training.recipe import Recipe
 
@@ -38,6 +39,11 @@ class Splits:
 
 def to_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device).unsqueeze(1).float().div_(255)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Standardize pixels already scaled to [0,1] as the model's input, with the constants serving uses."""
+    return (x - MEAN) / STD
 
 
 def load_splits(recipe: Recipe, device: torch.device) -> Splits:

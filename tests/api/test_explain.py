@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from digits.imaging.fit import normalize
 from digits.imaging.png import encode
 from digits.inference import explain
 from digits.inference.predictor import Predictor
+from digits.training.splits import normalize
+from model import model_from_state
 
 
 def rgb(b64: str) -> np.ndarray:
@@ -30,7 +31,7 @@ def cool(pixels: np.ndarray) -> np.ndarray:
 
 @torch.inference_mode()
 def log_odds(predictor: Predictor, images: np.ndarray, digit: int) -> np.ndarray:
-    logits = predictor.model(normalize(torch.from_numpy(images.astype(np.float32))))
+    logits = model_from_state(predictor.state)(normalize(torch.from_numpy(images.astype(np.float32))))
     others = torch.cat([logits[:, :digit], logits[:, digit + 1 :]], dim=1)
     return (logits[:, digit] - torch.logsumexp(others, dim=1)).numpy()
 

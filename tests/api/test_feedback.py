@@ -278,11 +278,11 @@ def test_promoting_swaps_the_served_weights_whole(tmp_path, monkeypatch):
     served = tmp_path / "mnist_mlp.safetensors"
     monkeypatch.setattr(finetune, "DEFAULT_WEIGHTS", served)
     candidate = tmp_path / "feedback.safetensors"
-    save_weights(shipped.model.state_dict(), candidate, shipped.metadata | {"feedback": "{}"})
+    save_weights(shipped.state, candidate, shipped.metadata | {"feedback": "{}"})
     finetune.promote(candidate)
     assert Predictor(served).sha256 == Predictor(candidate).sha256  # the check at start-up passes
     not_tuned = tmp_path / "other.safetensors"
-    save_weights(shipped.model.state_dict(), not_tuned, {"seed": "0"})
+    save_weights(shipped.state, not_tuned, {"seed": "0"})
     with pytest.raises(SystemExit, match=r"not made by train\.py feedback"):
         finetune.promote(not_tuned)
 

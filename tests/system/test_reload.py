@@ -57,7 +57,7 @@ def test_sighup_serves_new_weights_and_loses_no_request(tmp_path, seven_png):
         old = request(port, "GET", "/model")[1]["sha256"]
         shipped = Predictor(weights)
         staged = tmp_path / "new.safetensors"
-        save_weights(shipped.model.state_dict(), staged, shipped.metadata | {"retrained": "for this test"})
+        save_weights(shipped.state, staged, shipped.metadata | {"retrained": "for this test"})
         new = Predictor(staged)
         assert new.sha256 != old
         clients = [threading.Thread(target=client) for _ in range(CLIENTS)]

@@ -3,14 +3,15 @@
 import numpy as np
 import torch
 
-from digits.imaging.fit import normalize
 from digits.inference import explain
 from digits.inference.predictor import Predictor
+from digits.training.splits import normalize
+from model import model_from_state
 
 
 def torch_probabilities(predictor: Predictor, images: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        logits = predictor.model(normalize(torch.from_numpy(images)))
+        logits = model_from_state(predictor.state)(normalize(torch.from_numpy(images)))
         return torch.softmax(logits / predictor.temperature, dim=1).numpy()
 
 

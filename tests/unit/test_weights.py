@@ -2,10 +2,12 @@
 
 import shutil
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from digits.inference.predictor import Predictor
-from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, file_sha256, sha256_path
+from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, file_sha256, load_state, sha256_path
 
 
 def copy_weights(tmp_path):
@@ -44,6 +46,22 @@ def test_missing_record(tmp_path):
 def test_corrupt_file_with_a_matching_record(tmp_path):
     w = tmp_path / "w.safetensors"
     w.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    sha256_path(w).write_text(f"{file_sha256(w)}  w.safetensors\n")
+    with pytest.raises(WeightsError, match=r"is corrupt.*python train\.py"):
+        Predictor(w)
+
+
+@pytest.mark.parametrize("change", ["a layer missing", "a layer turned", "a layer in float64"])
+def test_weights_of_another_network_are_refused(tmp_path, change):
+    state = load_state(DEFAULT_WEIGHTS)
+    if change == "a layer missing":
+        del state["fc2.weight"], state["fc2.bias"]
+    elif change == "a layer turned":
+        state["fc2.weight"] = np.ascontiguousarray(state["fc2.weight"].T)
+    else:
+        state["fc3.weight"] = state["fc3.weight"].astype(np.float64)
+    w = tmp_path / "w.safetensors"
+    save_file(state, str(w))
     sha256_path(w).write_text(f"{file_sha256(w)}  w.safetensors\n")
     with pytest.raises(WeightsError, match=r"is corrupt.*python train\.py"):
         Predictor(w)

@@ -31,7 +31,7 @@ def model_info(worker: WorkerDep) -> ModelInfo:
     meta = predictor.metadata
     return ModelInfo(
         architecture=meta.get("architecture", "MLP 784-256-128-10"),
-        parameters=sum(p.numel() for p in predictor.model.parameters()),
+        parameters=sum(a.size for a in predictor.state.values()),
         test_accuracy=float(meta["test_accuracy"]) if "test_accuracy" in meta else None,
         sha256=predictor.sha256,
         model=predictor.model_id,

@@ -1,18 +1,15 @@
-# The digit service in a container: CPU-only torch, a non-root user, /healthz as the health check.
+# The digit service in a container: requirements-serve.txt alone (no torch: serving runs the network in numpy),
+# a non-root user, /healthz as the health check.
 #
 #   docker build -t digits .
 #   docker run -p 8000:8000 -e PREDICTION_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" digits
 #
-# One worker per CPU the container may use (WORKERS to choose). Where Docker Hub and PyTorch's index can't be
-# reached, the build arguments name what can: `make image` builds on a Debian bookworm base made by
-# mmdebstrap, with a CPU-only torch wheel from local disk (see "Deployment" in the README).
+# One worker per CPU the container may use (WORKERS to choose). Where Docker Hub can't be reached, the build
+# argument names what can: `make image` builds on a Debian bookworm base made by mmdebstrap (see "Deployment"
+# in docs/operations.md).
 #   BASE_IMAGE   an image with Python 3.11, and python and pip on PATH (default: python:3.11-slim)
-#   TORCH        torch, as a requirement or a wheel's path (default: torch==2.14.1)
-#   TORCH_INDEX  the index that TORCH comes from; empty for pip's own (default: PyTorch's CPU index)
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
-ARG TORCH=torch==2.14.1
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -21,12 +18,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements-serve.txt .
-# torch from PyTorch's CPU index first: about 200 MB where PyPI's default build brings 3 GB of CUDA. Then the
-# rest, without requirements-serve.txt's torch line, so that a TORCH of another version stays.
-RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH" \
- && grep -v '^torch==' requirements-serve.txt > /tmp/rest.txt \
- && pip install -r /tmp/rest.txt \
- && rm /tmp/rest.txt
+RUN pip install -r requirements-serve.txt
 
 # The root's scripts and the package, whole: .dockerignore keeps out what the service doesn't run.
 COPY *.py ./

@@ -130,17 +130,14 @@ debs:
 
 # --- the container, built and run here with podman ---
 # Without a container registry, the base is Debian bookworm made by mmdebstrap from Debian's mirror, with a
-# venv in /usr/local (python and pip on PATH, as in python:3.11-slim), and torch is the CPU-only wheel on
-# local disk. The Dockerfile's defaults (python:3.11-slim, PyTorch's CPU index) are
-# for everyone else. deploy/podman/containers.conf holds the two settings podman needs here.
+# venv in /usr/local (python and pip on PATH, as in python:3.11-slim). The Dockerfile's default base
+# (python:3.11-slim) is for everyone else. deploy/podman/containers.conf holds the two settings podman needs here.
 IMAGE ?= localhost/digits:latest
 BASE_IMAGE ?= localhost/digits-base:bookworm
-TORCH_WHEEL ?= /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 CONTAINER_DEBS := podman buildah runc slirp4netns uidmap mmdebstrap
 export CONTAINERS_CONF := $(CURDIR)/deploy/podman/containers.conf
 # pip in the build reaches the index the host's pip does: the host's network, CA bundle and pip settings.
-BUILD_MOUNTS := -v /etc/ssl/certs:/etc/ssl/certs:ro $(foreach f,/etc/pip.conf /etc/xdg/pip,$(if $(wildcard $(f)),-v $(f):$(f):ro)) \
-	-v $(dir $(TORCH_WHEEL)):$(dir $(TORCH_WHEEL)):ro
+BUILD_MOUNTS := -v /etc/ssl/certs:/etc/ssl/certs:ro $(foreach f,/etc/pip.conf /etc/xdg/pip,$(if $(wildcard $(f)),-v $(f):$(f):ro))
 
 container-debs:
 	@dpkg -s $(CONTAINER_DEBS) >/dev/null 2>&1 || { apt-get update -qq && \
@@ -153,7 +150,7 @@ image: container-debs
 	    bookworm out/base.tar "deb http://deb.debian.org/debian bookworm main" && \
 	  podman import out/base.tar $(BASE_IMAGE) && rm out/base.tar; }
 	podman build --format docker --network=host $(BUILD_MOUNTS) \
-	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH=$(TORCH_WHEEL) --build-arg TORCH_INDEX= -t $(IMAGE) .
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 
 # Stand-ins for the nginx and postgres images that deploy/compose.yaml names, from the same Debian base.
 compose-images: image

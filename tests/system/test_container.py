@@ -1,7 +1,7 @@
 """The container image, built by `make image` and run by podman as users run it: read-only, as its own user.
 
-The image is built on the Debian base and local CPU torch wheel that `make image` uses here (the Dockerfile's
-build arguments); its defaults, python:3.11-slim and PyTorch's CPU index, can't be reached from this machine.
+The image is built on the Debian base that `make image` makes here (the Dockerfile's build argument); its
+default, python:3.11-slim, can't be reached from this machine.
 """
 
 import base64

@@ -64,12 +64,12 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 
 def test_a_photo_drawn_anyhow(rows):
-    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 96.2% read right on 500 digits, 5.8%
+    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 96.0% read right on 500 digits, 5.8%
     # flagged, 4.2% "not a digit", 1.6% "several digits"; 92.4%, 11.0%, 9.2% and 1.6% while rules were searched
     # only where they crossed 80% of the frame at ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a page's
     # rules had to share one slope. Issue 32's 97% is missed; held where it is, so that it doesn't slip back.
     row = rows["photo, anyhow"]
-    assert row["accuracy"] >= 0.962 - chance(0.038, DIGITS), row
+    assert row["accuracy"] >= 0.960 - chance(0.04, DIGITS), row
     assert row["flagged"] <= 0.058 + chance(0.058, DIGITS), row
     assert row["several"] <= 0.02 + chance(0.02, DIGITS), row
 
@@ -82,10 +82,11 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
-    # What is left of a dark desk's grain is still found as ink (docs/model.md): 84.2-96.4% read right on 500
-    # digits, 1.0-5.4% "several digits", the dim desk the least; 79.4-93.6% while every mark soft beside the
-    # digit was kept, 69.6-79.2% while rules had to cross 80% of the frame at ±6°, 62.8-76.2% while the frame's
-    # median set the polarity, and 18-47% before that. Held where it is, so that it doesn't slip back.
+    # What is left of a dark desk's grain is still found as ink (docs/model.md): 90.6-97.2% read right on 500
+    # digits, 1.0-4.2% "several digits", the dim desk the least; 84.2-96.4% while its specks were kept,
+    # 79.4-93.6% while every mark soft beside the digit was, 69.6-79.2% while rules had to cross 80% of the frame
+    # at ±6°, 62.8-76.2% while the frame's median set the polarity, and 18-47% before that. Held where it is, so
+    # that it doesn't slip back.
     row = rows[photo]
-    assert row["accuracy"] >= 0.842 - chance(0.158, DIGITS), row
-    assert row["several"] <= 0.054 + chance(0.054, DIGITS), row
+    assert row["accuracy"] >= 0.906 - chance(0.094, DIGITS), row
+    assert row["several"] <= 0.042 + chance(0.042, DIGITS), row

@@ -254,6 +254,33 @@ def test_a_dark_desks_grain_beside_the_sheet_is_not_ink():
     assert found[80:310, 110:250].sum() > 2000
 
 
+def test_specks_on_a_dark_desk_are_not_ink():
+    # A 7 on a sheet, and beyond its edge a dark desk with darker knots: each as dark beside the desk, once the
+    # light's share strengthens it, as two thirds of the ink, but a speck beside the 7 and lit four times less.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(100, 90), (220, 90), (140, 300)], fill=30, width=14, joint="curve")
+    draw.rectangle((330, 0, 511, 383), fill=60)
+    for y, x in np.random.default_rng(0).uniform((10, 345), (374, 500), (12, 2)):
+        draw.ellipse((x - 4, y - 3, x + 4, y + 3), fill=25)
+    x = ink_map(im)
+    assert not x[:, 335:].any()
+    assert (x[80:310, 90:230] > 0).sum() > 2000
+    assert not several_digits(x)
+
+
+def test_a_digit_across_a_shadows_edge_from_the_rest_is_ink():
+    # A marker's 5 in the light and a ballpoint's 1 beside it, in a deep shadow whose edge runs between them: the
+    # 1 is lit 2.5 times less, and softer beside the 5, but a digit, not a speck of the shadow's surface.
+    im = Image.new("L", (512, 384), 0)
+    draw = ImageDraw.Draw(im)
+    draw.line([(220, 90), (120, 90), (115, 180), (200, 190), (210, 280), (110, 290)], fill=195, width=24)
+    draw.line([(350, 80), (330, 300)], fill=150, width=6)
+    light = np.where(np.arange(512) < 280, 1.0, 0.4).astype(np.float32)[None, :]
+    x = ink_map(Image.fromarray(np.rint((225 - np.asarray(im, np.float32)) * light).astype(np.uint8)))
+    assert (x[70:320, 320:360] > 0).sum() > 0.8 * 6 * 220
+
+
 def test_a_faint_piece_of_a_digit_is_ink_where_the_light_is_even():
     # A 4 whose stem stands apart from the rest and is drawn half as dark, on paper a little darker to the right:
     # as soft beside the rest as a desk's grain, but where the light's share strengthened nothing.

@@ -9,7 +9,7 @@ from tests.helpers import chance, compose, render
 
 # As docs/api.md states them (pytest tests/quality/test_numbers_accuracy.py -s prints them); each bound sits
 # chance() from its figure.
-APART_EXACT, APART_DIGITS = 0.947, 0.991  # the lowest of the three styles
+APART_EXACT, APART_DIGITS = 0.947, 0.991  # the lowest of the styles
 TOUCHING_EXACT, TOUCHING_DIGITS = 0.793, 0.977
 UNSURE_WRONG, UNSURE_RIGHT = 19 / 38, 8 / 262  # the unsure flag on numbers misread, and on those read right
 # A sharp shadow's edge across a number leaves its digits in the shadow lit as little as a dark desk beside a

@@ -64,13 +64,14 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 
 def test_a_photo_drawn_anyhow(rows):
-    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 96.0% read right on 500 digits, 5.8%
-    # flagged, 4.2% "not a digit", 1.6% "several digits"; 92.4%, 11.0%, 9.2% and 1.6% while rules were searched
-    # only where they crossed 80% of the frame at ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a page's
-    # rules had to share one slope. Issue 32's 97% is missed; held where it is, so that it doesn't slip back.
+    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 96.8% read right on 500 digits, 4.2%
+    # flagged, 2.6% "not a digit", 1.6% "several digits"; 96.0% and 5.8% flagged while a rule had to have two
+    # others, 92.4%, 11.0%, 9.2% and 1.6% while rules were searched only where they crossed 80% of the frame at
+    # ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a page's rules had to share one slope. Issue 32's 97% is
+    # missed; held where it is, so that it doesn't slip back.
     row = rows["photo, anyhow"]
-    assert row["accuracy"] >= 0.960 - chance(0.04, DIGITS), row
-    assert row["flagged"] <= 0.058 + chance(0.058, DIGITS), row
+    assert row["accuracy"] >= 0.968 - chance(0.032, DIGITS), row
+    assert row["flagged"] <= 0.042 + chance(0.042, DIGITS), row
     assert row["several"] <= 0.02 + chance(0.02, DIGITS), row
 
 

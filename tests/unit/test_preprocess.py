@@ -292,6 +292,28 @@ def test_a_faint_piece_of_a_digit_is_ink_where_the_light_is_even():
     assert found[:, 265:286].sum() > 2000
 
 
+def test_a_lone_faint_rule_across_the_frame_is_not_ink():
+    # A rule left alone: the rest of the sheet's rules too faint to be ink, this one darker where the light or
+    # the blur left it, thin and faint beside the digit, across most of the frame and the digit's loop.
+    im = Image.new("L", (512, 384), 225)
+    truth = Image.new("L", (512, 384), 0)
+    for canvas, fill in ((im, 30), (truth, 255)):
+        ImageDraw.Draw(canvas).ellipse((180, 170, 300, 300), outline=fill, width=12)
+        ImageDraw.Draw(canvas).line([(190, 230), (260, 60)], fill=fill, width=12)
+    ImageDraw.Draw(im).line([(20, 228), (500, 238)], fill=170, width=1)
+    found, digit = ink_map(im) > 0, np.asarray(truth) > 0
+    assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
+    assert (found & digit).sum() > 0.9 * digit.sum()
+
+
+def test_a_long_thin_stroke_alone_is_ink():
+    # A 1 in a fine pen across most of a tight crop: as long and thin as a rule, but the strongest ink there is.
+    im = Image.new("L", (300, 400), 230)
+    ImageDraw.Draw(im).line([(150, 20), (140, 380)], fill=40, width=3)
+    found = ink_map(im) > 0
+    assert found[:, 130:160].sum() > 0.9 * 3 * 360
+
+
 @pytest.mark.parametrize("width", [1, 2])
 def test_rules_seen_in_perspective_are_not_ink(width):
     # A phone tilted over lined paper: rules every 26 px, their slopes turning from -4° at the top to +4° at the

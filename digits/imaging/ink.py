@@ -57,7 +57,12 @@ PAPER_BLOCKS = 5  # the background's opening, in blocks (see _opened)
 PAPER_PERCENTILE, SHEET_BLOCKS = 90, 3
 NOISE_SIGMAS = 4.0  # ink is at least this many times the paper's noise above it
 DENOISE_SIGMA = 1.0  # px: the Gaussian that smooths noise that would pass for ink
-MAX_GAIN = 4.0  # ink in a shadow is strengthened by the paper's light there, up to this many times
+# Ink in a shadow is strengthened by the paper's light there, up to MAX_GAIN times. A shadow on paper seldom
+# leaves under a third of the light; a dark desk does, and its grain, strengthened 4 times, passed for ink in
+# marks larger than the digit (a 7 on a note on a grained desk in a shadow was "not a digit"). Desk photos of
+# 300 training digits a light read 93.7-97.7% right at 3 against 91.3-96.0% at 4, every other photo the same,
+# and numbers in a shadow 40-75% deep as well (90.7% exactly apart, 84.7% touching, both).
+MAX_GAIN = 3.0
 MEDIAN_SAMPLE = 4096  # a level needs no more pixels than this (its standard error is 2% of the noise)
 
 

@@ -83,11 +83,12 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
-    # What is left of a dark desk's grain is still found as ink (docs/model.md): 90.6-97.2% read right on 500
-    # digits, 1.0-4.2% "several digits", the dim desk the least; 84.2-96.4% while its specks were kept,
+    # What is left of a dark desk's grain is still found as ink (docs/model.md): 92.6-97.4% read right on 500
+    # digits, 0.6-2.8% "several digits", the dim desk the least; 90.6-97.2% while the light's share was taken
+    # up to 4 times rather than 3, 84.2-96.4% while its specks were kept,
     # 79.4-93.6% while every mark soft beside the digit was, 69.6-79.2% while rules had to cross 80% of the frame
     # at ±6°, 62.8-76.2% while the frame's median set the polarity, and 18-47% before that. Held where it is, so
     # that it doesn't slip back.
     row = rows[photo]
-    assert row["accuracy"] >= 0.906 - chance(0.094, DIGITS), row
-    assert row["several"] <= 0.042 + chance(0.042, DIGITS), row
+    assert row["accuracy"] >= 0.926 - chance(0.074, DIGITS), row
+    assert row["several"] <= 0.028 + chance(0.028, DIGITS), row

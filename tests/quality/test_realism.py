@@ -64,14 +64,14 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 
 def test_a_photo_drawn_anyhow(rows):
-    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 96.8% read right on 500 digits, 4.2%
-    # flagged, 2.6% "not a digit", 1.6% "several digits"; 96.0% and 5.8% flagged while a rule had to have two
-    # others, 92.4%, 11.0%, 9.2% and 1.6% while rules were searched only where they crossed 80% of the frame at
-    # ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a page's rules had to share one slope. Issue 32's 97% is
-    # missed; held where it is, so that it doesn't slip back.
+    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 97.2% read right on 500 digits, 2.6%
+    # flagged, 1.2% "not a digit", 1.4% "several digits"; 96.8% and 4.2% flagged while specks astray were ink,
+    # 96.0% and 5.8% flagged while a rule had to have two others, 92.4%, 11.0%, 9.2% and 1.6% while rules were
+    # searched only where they crossed 80% of the frame at ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a
+    # page's rules had to share one slope. Held where it is, so that it doesn't slip back.
     row = rows["photo, anyhow"]
-    assert row["accuracy"] >= 0.968 - chance(0.032, DIGITS), row
-    assert row["flagged"] <= 0.042 + chance(0.042, DIGITS), row
+    assert row["accuracy"] >= 0.972 - chance(0.028, DIGITS), row
+    assert row["flagged"] <= 0.026 + chance(0.026, DIGITS), row
     assert row["several"] <= 0.02 + chance(0.02, DIGITS), row
 
 
@@ -83,12 +83,12 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
-    # What is left of a dark desk's grain is still found as ink (docs/model.md): 92.6-97.4% read right on 500
-    # digits, 0.6-2.8% "several digits", the dim desk the least; 90.6-97.2% while the light's share was taken
-    # up to 4 times rather than 3, 84.2-96.4% while its specks were kept,
-    # 79.4-93.6% while every mark soft beside the digit was, 69.6-79.2% while rules had to cross 80% of the frame
-    # at ±6°, 62.8-76.2% while the frame's median set the polarity, and 18-47% before that. Held where it is, so
-    # that it doesn't slip back.
+    # What is left of a dark desk's grain is still found as ink (docs/model.md): 93.0-97.4% read right on 500
+    # digits, 0.6-2.8% "several digits", under a hard shadow the least; 92.6-97.4% while specks astray were ink
+    # (the dim desk 92.6%), 90.6-97.2% while the light's share was taken up to 4 times rather than 3, 84.2-96.4%
+    # while its specks were kept, 79.4-93.6% while every mark soft beside the digit was, 69.6-79.2% while rules
+    # had to cross 80% of the frame at ±6°, 62.8-76.2% while the frame's median set the polarity, and 18-47%
+    # before that. Held where it is, so that it doesn't slip back.
     row = rows[photo]
-    assert row["accuracy"] >= 0.926 - chance(0.074, DIGITS), row
+    assert row["accuracy"] >= 0.93 - chance(0.07, DIGITS), row
     assert row["several"] <= 0.028 + chance(0.028, DIGITS), row

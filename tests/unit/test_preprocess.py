@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from digits.imaging.decode import decode
 from digits.imaging.errors import ImageTooLarge, NoDigitFound, UnreadableImage
-from digits.imaging.fit import _thickened, preprocess, stroke_width
+from digits.imaging.fit import _thickened, fit_and_centre, preprocess, stroke_width
 from digits.imaging.groups import several_digits
 from digits.imaging.ink import ink_map
 from digits.imaging.png import encode
@@ -267,6 +267,24 @@ def test_specks_on_a_dark_desk_are_not_ink():
     assert not x[:, 335:].any()
     assert (x[80:310, 90:230] > 0).sum() > 2000
     assert not several_digits(x)
+
+
+def test_specks_astray_are_not_ink():
+    # A 7 in a pen 14 px wide, a short piece of its stroke apart below it, a sliver beside its top as a shadow's
+    # edge leaves one, and far from it specks of noise or dust as dark as the ink, 2-3 px across: the specks are
+    # no touch of the pen, and the digit fills the fit.
+    im = Image.new("L", (512, 384), 220)
+    draw = ImageDraw.Draw(im)
+    draw.line([(100, 60), (220, 60), (150, 250)], fill=40, width=14, joint="curve")
+    draw.line([(140, 290), (135, 330)], fill=40, width=14)
+    draw.rectangle((100, 44, 112, 46), fill=40)
+    for y, x in np.random.default_rng(1).uniform((10, 300), (374, 500), (8, 2)):
+        draw.rectangle((x, y, x + np.random.default_rng(int(x)).integers(1, 3), y + 2), fill=40)
+    x = ink_map(im)
+    assert not x[:, 280:].any()
+    assert (x[280:340, 120:160] > 0).sum() > 400
+    assert (x[40:50, 95:115] > 0).sum() > 20
+    assert fit_and_centre(x)[:, 4:24].any(0).sum() < 20  # as tall as the box, narrower
 
 
 def test_a_digit_across_a_shadows_edge_from_the_rest_is_ink():

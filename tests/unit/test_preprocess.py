@@ -269,6 +269,21 @@ def test_specks_on_a_dark_desk_are_not_ink():
     assert not several_digits(x)
 
 
+def test_a_desks_wedge_with_more_ink_than_the_digit_is_not_ink():
+    # A 7 on a sheet, and beyond its edge a desk with a darker wedge, as a shadow's edge meeting the sheet's casts
+    # one: more ink than the 7 once the light's share strengthens it, but half as strong. The 7 is the mark the
+    # others are judged beside, and the wedge is too soft beside it.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(100, 90), (220, 90), (140, 300)], fill=30, width=14, joint="curve")
+    draw.rectangle((330, 0, 511, 383), fill=80)
+    draw.polygon([(330, 120), (460, 200), (330, 330)], fill=45)
+    x = ink_map(im)
+    assert not x[:, 335:].any()
+    assert (x[80:310, 90:230] > 0).sum() > 4000
+    assert not several_digits(x)
+
+
 def test_specks_astray_are_not_ink():
     # A 7 in a pen 14 px wide, a short piece of its stroke apart below it, a sliver beside its top as a shadow's
     # edge leaves one, and far from it specks of noise or dust as dark as the ink, 3 px across: the specks are

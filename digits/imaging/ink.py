@@ -462,18 +462,15 @@ def _without_shading(x: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
     total = np.bincount(marks, values, minlength=n + 1)
     size = np.bincount(marks, minlength=n + 1)
     mean = total / np.maximum(size, 1)
-    ink = mean >= SHADING
     peak = np.zeros(n + 1, dtype=values.dtype)
     np.maximum.at(peak, marks, values)
+    ink = (mean >= SHADING) & (peak >= SOLID)
     main = np.argmax(np.where(peak >= STRONG * peak.max(), total, 0))
     ink &= ~_stray(labels, size, size >= SPECK * size[main])
     if gain is not None:
         lifted = np.bincount(marks, gain[box][inked], minlength=n + 1) / np.maximum(size, 1)
         ink &= (mean >= SOFTER * mean[main]) | (lifted < LIFTED)
         ink &= (size >= SPECK * size[main]) | (lifted < DIMMER * lifted[main])
-    solid = np.zeros(n + 1, dtype=bool)
-    solid[marks[values >= SOLID]] = True
-    ink &= solid
     ink[0] = False
     out = np.zeros_like(x)
     out[box] = np.where(ink[labels], x[box], np.float32(0))

@@ -284,6 +284,24 @@ def test_a_desks_wedge_with_more_ink_than_the_digit_is_not_ink():
     assert not several_digits(x)
 
 
+def test_a_desks_wedge_between_the_sheets_edge_and_a_shadows_is_not_ink():
+    # A 7 on a sheet turned on a desk, a hard shadow over the corner: where the shadow's edge meets the sheet's, the
+    # desk in the shadow lies between the sheet and the lit desk, darker than both, and narrower than a sheet
+    # across one diagonal. Stronger than the 7 is soft, as wide as its pen twice over the area and perimeter, but
+    # a surface: across it, the paper lies farther than a few pens away.
+    im = Image.new("L", (512, 384), 225)
+    ImageDraw.Draw(im).line([(250, 130), (370, 130), (290, 330)], fill=30, width=10, joint="curve")
+    pixels = np.asarray(im, np.float32).copy()
+    ys, xs = np.mgrid[0:384, 0:512].astype(np.float32)
+    desk = xs < 40 + ys * 110 / 384  # beyond the sheet's edge, from (40, 0) to (150, 384)
+    pixels[desk] = 95
+    pixels[ys < 270 - xs * 270 / 380] *= 0.5  # the shadow, over the corner, to its edge from (0, 270) to (380, 0)
+    x = ink_map(Image.fromarray(np.rint(ndimage.gaussian_filter(pixels, 1.5)).astype(np.uint8)))
+    assert not x[desk].any()
+    assert (x[100:350, 230:390] > 0).sum() > 4000
+    assert not several_digits(x)
+
+
 def test_specks_astray_are_not_ink():
     # A 7 in a pen 14 px wide, a short piece of its stroke apart below it, a sliver beside its top as a shadow's
     # edge leaves one, and far from it specks of noise or dust as dark as the ink, 3 px across: the specks are

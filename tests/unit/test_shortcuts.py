@@ -6,7 +6,7 @@ from PIL import Image
 
 from digits.imaging.decode import decode
 from digits.imaging.fit import _thickened
-from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, ink_map
+from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _surroundings, ink_map
 from digits.imaging.png import encode
 from digits.training import redraw
 
@@ -53,6 +53,17 @@ def test_flat_paper_is_what_smoothing_would_give():
         blocks, size = rng.integers(3, 17, 2), rng.integers(40, 520, 2)
         flat = Image.fromarray(np.full(blocks, level, np.float32))
         assert (np.asarray(flat.resize(tuple(size), Image.Resampling.BILINEAR)) == level).all()
+
+
+def test_the_surroundings_of_a_box_are_the_whole_images_cut_to_it():
+    """_surroundings() reads only what lies within reach of the box it is asked for, the frame's edge included."""
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        x = rng.random(rng.integers(20, 120, 2)).astype(np.float32)
+        reach = int(rng.integers(2, 40))
+        (top, bottom), (left, right) = (np.sort(rng.choice(n + 1, 2, replace=False)) for n in x.shape)
+        box = np.s_[top:bottom, left:right]
+        assert _surroundings(x, reach, box).tobytes() == _surroundings(x, reach)[box].tobytes()
 
 
 def test_an_opaque_canvas_reads_as_its_gray_does():

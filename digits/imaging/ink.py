@@ -300,12 +300,12 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     np.minimum(x, 1, out=x)
     rise = None
     if paper.min() < paper.max():  # the paper's level followed _surroundings
-        scale = (np.ones_like(paper) if gain is None else gain) / np.float32(ink)
 
         def rise(reach: int, box: tuple[slice, slice]) -> np.ndarray:
             """How much higher the paper's level is under each pixel of the box, in the ink's units, looked for
             within `reach`."""
-            return np.maximum(_surroundings(gray, reach, box) - paper[box], 0) * scale[box]
+            scale = np.float32(1) / np.float32(ink) if gain is None else gain[box] / np.float32(ink)
+            return np.maximum(_surroundings(gray, reach, box) - paper[box], 0) * scale
 
     x = _without_shading(_without_rules(x), gain, rise)
     # What is left of noise is a speck, which the fit would blow up into a block and read as a digit (one in 200

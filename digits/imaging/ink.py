@@ -181,7 +181,12 @@ def _paper(x: np.ndarray) -> np.ndarray:
     smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))
     # As far as the opening reaches, so that a stroke it keeps is kept here too, to its edge: three blocks, half
     # as far, made holes in a marker's 6 (test digits as uploads read 98.9% rather than 99.0%).
-    return np.maximum(smooth, _surroundings(x, PAPER_BLOCKS * _block(x)))
+    return np.maximum(smooth, _surroundings(x, _paper_reach(x)))
+
+
+def _paper_reach(x: np.ndarray) -> int:
+    """How far _paper() looks for the paper's level around each pixel: as far as the coarse opening reaches."""
+    return PAPER_BLOCKS * _block(x)
 
 
 def _surroundings(x: np.ndarray, reach: int, box: tuple[slice, slice] = np.s_[:, :]) -> np.ndarray:
@@ -508,7 +513,7 @@ def _without_shading(
     pens = _pen_widths(labels, size)
     ink &= ~_stray(inked, marks, size, large, pens[large].min())  # the paper's size is 0: never large
     reach = round(PEN_REACH * pens[strong].max())
-    if rise is not None and reach < PAPER_BLOCKS * _block(x):
+    if rise is not None and reach < _paper_reach(x):
         stroke = values - rise(reach, box)[inked] >= INK_THRESHOLD
         ink &= np.bincount(marks, stroke, minlength=n + 1) >= SURFACE * size
     if gain is not None:

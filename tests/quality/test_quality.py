@@ -69,10 +69,10 @@ def rejection(predictor, mnist_test, fashion_mnist) -> dict:
 @pytest.mark.parametrize(
     ("name", "min_flagged", "min_auroc"),
     [
-        # Measured 85.0% and 71.2%: Fashion-MNIST under its goal of 90% since pen-drawn digits were made to stay
+        # Measured 85.5% and 71.5%: Fashion-MNIST under its goal of 90% since pen-drawn digits were made to stay
         # digits (docs/model.md, "Real handwriting"); held within chance() of what they are.
-        ("Fashion-MNIST", 0.85 - chance(0.85, 2000), 0.98),
-        ("letters", 0.712 - chance(0.712, 480), 0.95),
+        ("Fashion-MNIST", 0.855 - chance(0.855, 2000), 0.98),
+        ("letters", 0.715 - chance(0.715, 480), 0.95),
         ("noise", 0.99, 0.99),
         ("blank", 1.0, 0.99),
     ],

@@ -31,13 +31,13 @@ def holds(row: dict[str, float], accuracy: float, flagged: float, not_a_digit: f
 @pytest.mark.parametrize("pen", [p for p in redraw.PENS if p <= 0.25])
 def test_every_pen_reads_as_well_as_mnists_own(rows, pen):
     # Goals: within 0.5 points of MNIST's pen, at most 2% flagged, at most 0.5% "not a digit". The last is missed
-    # (0.6% to 1.0% measured on 500 digits), so it is held to 1%.
+    # (0.8% to 1.4% measured on 500 digits), so it is held to 1%.
     holds(rows[f"pen {pen:.2f}"], rows["pen 0.12"]["accuracy"] - 0.005, 0.02, 0.01)
 
 
 @pytest.mark.parametrize("share", redraw.PAD_SHARES)
 def test_the_pages_own_pen_at_any_size(rows, share):
-    # Read right 95.4-97.8% on 500 digits, flagged 1.4-2.8%, "not a digit" 1.0-2.0%: the digits drawn over 75%
+    # Read right 95.4-97.8% on 500 digits, flagged 1.0-3.0%, "not a digit" 1.0-2.4%: the digits drawn over 75%
     # and 90% of the pad, with the pen at its most, doubt the most.
     holds(rows[f"page {share:.0%}"], rows["pen 0.12"]["accuracy"] - 0.025, 0.04, 0.03)
 
@@ -45,8 +45,8 @@ def test_the_pages_own_pen_at_any_size(rows, share):
 @pytest.mark.parametrize("share", [s for s in redraw.PAD_SHARES if s <= 0.35])
 def test_a_digit_drawn_small_on_the_page_reads_as_mnists_own_pen(rows, share):
     # The pen follows the drawing's size (static/app.js): at 10% of the pad a fixed 40 px pen read 65.8% on 500
-    # digits, 23.2% flagged, and 15% read 90.2%; with the pen 0.12 of the drawing, 97.2-97.8%, 1.4% flagged,
-    # 1.0% "not a digit", as MNIST's own pen (97.0%, 1.2%, 0.8%).
+    # digits, 23.2% flagged, and 15% read 90.2%; with the pen 0.12 of the drawing, 97.2-97.8%, 1.0-1.2% flagged,
+    # 1.0-1.2% "not a digit", as MNIST's own pen (97.0%, 0.8%, 0.8%).
     holds(rows[f"page {share:.0%}"], rows["pen 0.12"]["accuracy"] - 0.005, 0.02, 0.015)
 
 
@@ -64,15 +64,16 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 
 def test_a_photo_drawn_anyhow(rows):
-    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 97.2% read right on 500 digits, 2.6%
-    # flagged, 1.2% "not a digit", 1.4% "several digits"; 96.8% and 4.2% flagged while specks astray were ink,
+    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 97.2% read right on 500 digits, 2.2%
+    # flagged, 1.4% "not a digit", 0.8% "several digits" (1.4% while a piece of a digit was judged beside the
+    # median mark's height); 96.8% and 4.2% flagged while specks astray were ink,
     # 96.0% and 5.8% flagged while a rule had to have two others, 92.4%, 11.0%, 9.2% and 1.6% while rules were
     # searched only where they crossed 80% of the frame at ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a
     # page's rules had to share one slope. Held where it is, so that it doesn't slip back.
     row = rows["photo, anyhow"]
     assert row["accuracy"] >= 0.972 - chance(0.028, DIGITS), row
-    assert row["flagged"] <= 0.026 + chance(0.026, DIGITS), row
-    assert row["several"] <= 0.02 + chance(0.02, DIGITS), row
+    assert row["flagged"] <= 0.022 + chance(0.022, DIGITS), row
+    assert row["several"] <= 0.008 + chance(0.008, DIGITS), row
 
 
 @pytest.mark.parametrize("scan", [name for name, (group, _) in redraw.conditions().items() if group == "scan"])
@@ -84,7 +85,7 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
     # Where a hard shadow's edge meets the sheet's, what is left of the desk is still found as ink now and then
-    # (docs/model.md): 96.2-97.4% read right on 500 digits, 0.6-2.0% "several digits", under a hard shadow and in
+    # (docs/model.md): 96.2-97.4% read right on 500 digits, 0.4-1.6% "several digits", under a hard shadow and in
     # a dim room the least; 93.0-97.4% while the desk in the shadow between the sheet and the lit desk passed for
     # a stroke (the hard shadow 93.0%, 2.8% "several digits"), 92.6-97.4% while specks astray were ink (the dim
     # desk 92.6%), 90.6-97.2% while the light's share was taken up to 4 times rather than 3, 84.2-96.4% while its
@@ -93,4 +94,4 @@ def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
     # that. Held where it is, so that it doesn't slip back.
     row = rows[photo]
     assert row["accuracy"] >= 0.962 - chance(0.038, DIGITS), row
-    assert row["several"] <= 0.02 + chance(0.02, DIGITS), row
+    assert row["several"] <= 0.016 + chance(0.016, DIGITS), row

@@ -335,6 +335,18 @@ def test_a_digit_across_a_shadows_edge_from_the_rest_is_ink():
     assert (x[70:320, 320:360] > 0).sum() > 0.8 * 6 * 220
 
 
+def test_a_5_whose_bar_stands_apart_is_one_digit():
+    # A 5 whose bar was drawn apart, off to the right of the rest: the two wider than tall together, the bar under a
+    # third of the rest's height. Beside the median of two marks, their mean, it was tall enough to be a digit.
+    im = Image.new("L", (640, 480), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line(
+        [(350, 250), (345, 315), (420, 305), (435, 360), (400, 385), (340, 380)], fill=30, width=10, joint="curve"
+    )
+    draw.line([(425, 244), (530, 212)], fill=30, width=10)
+    assert not several_digits(ink_map(im))
+
+
 def test_a_faint_piece_of_a_digit_is_ink_where_the_light_is_even():
     # A 4 whose stem stands apart from the rest and is drawn half as dark, on paper a little darker to the right:
     # as soft beside the rest as a desk's grain, but where the light's share strengthened nothing.

@@ -4,7 +4,9 @@
     python bench/claims.py --fast    # the deterministic figures that need no training (make test runs these)
 
 Every figure in the benchmark tables (the README's headline, Speed, Scaling, Safe on the internet) must also
-be in the results file that the benchmark writes (bench/RESULTS.md, bench/HOSTILE.md).
+be in the results file that the benchmark writes (bench/RESULTS.md, bench/HOSTILE.md), and each range the
+README states for the pens, the page, the photos and the scans is the lowest and the highest of its group of
+conditions in bench/REALISM.md.
 
 Each figure has its tolerance beside it: "exact" means equal to the text's last printed digit, for what is
 deterministic on a CPU; a range for what varies from run to run. A figure stated in several places is checked
@@ -31,8 +33,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 
+import realism as bench_realism  # bench/realism.py, beside this file
 from digits.inference.predictor import Predictor
-from digits.training import report
+from digits.training import redraw, report
 from digits.training.calibration import fit_temperature, test_figures
 from digits.training.finish import threshold
 from digits.training.loop import logits
@@ -84,7 +87,7 @@ def flagged(name: str, readme_row: str, headline: bool = False) -> list[Claim]:
             f"{name}: flagged",
             (
                 rf"\| {readme_row} \| ([\d.]+)% \|",
-                *([rf"\| {name} flagged, shipped weights \| ([\d.]+)%"] if headline else []),
+                *([rf"\| {name} flagged, shipped weights \| [^|]* \| ([\d.]+)%"] if headline else []),
             ),
             f"rejection.{name}.flagged",
             recorded_json("rejection", name, "flagged"),
@@ -109,12 +112,22 @@ def flagged(name: str, readme_row: str, headline: bool = False) -> list[Claim]:
     return claims
 
 
+def realism(row: str, group: str, column: str) -> list[Claim]:
+    """A README row that states the range of one column of bench/REALISM.md over a group of its conditions,
+    lowest to highest, as `96.0–97.4%`."""
+    where = rf"\| {re.escape(row)} \| [^|]* \| "
+    return [
+        Claim(f"{row}: lowest", (where + r"([\d.]+)–",), f"realism.{group}.{column}.lowest"),
+        Claim(f"{row}: highest", (where + r"[\d.]+–([\d.]+)%",), f"realism.{group}.{column}.highest"),
+    ]
+
+
 CLAIMS = [
     Claim(
         "test accuracy, shipped weights",
         (
             r"\*\*test accuracy of the shipped weights\*\* \(seed 0\) \| \*\*([\d.]+)%",
-            r"\| MNIST test accuracy, shipped weights \| \*\*([\d.]+)%",
+            r"\| MNIST test accuracy, shipped weights \| [^|]* \| \*\*([\d.]+)%",
         ),
         "test_accuracy",
         recorded("test_accuracy"),
@@ -144,14 +157,20 @@ CLAIMS = [
     ),
     Claim(
         "test digits flagged uncertain",
-        (r"\| test digits flagged uncertain \| ([\d.]+)%",),
+        (
+            r"\| test digits flagged uncertain \| ([\d.]+)%",
+            r"\| MNIST test digits flagged uncertain \| [^|]* \| ([\d.]+)%",
+        ),
         "test_flagged_uncertain",
         recorded("test_flagged_uncertain"),
     ),
     *[
         Claim(
             f"test digits as uploads: {style}",
-            (r"transparent canvas\) \| " + r"[\d.]+%, " * i + r"([\d.]+)%",),
+            (
+                r"transparent canvas\) \| " + r"[\d.]+%, " * i + r"([\d.]+)%",
+                r"transparent canvas \| [^|]* \| " + r"[\d.]+%, " * i + r"([\d.]+)%",
+            ),
             f"uploaded_accuracy.{style}",
             recorded_json("uploaded_accuracy", style),
         )
@@ -189,6 +208,16 @@ CLAIMS = [
         gates=False,
         slow=True,
     ),
+    *realism("digits in every pen, a ballpoint's to a marker's: read right", "pen", "accuracy"),
+    *realism('digits in every pen: answered "not a digit"', "pen", "not_a_digit"),
+    *realism("digits drawn on the page, 10% to 90% of the pad: read right", "page", "accuracy"),
+    *realism(
+        "phone photos of one digit (shadows soft and hard, a dim room, ruled paper, a sheet on a desk): read right",
+        "photo",
+        "accuracy",
+    ),
+    *realism('phone photos of one digit: answered "several digits"', "photo", "several"),
+    *realism("low-resolution scans, digits 8 to 16 px tall blown up: read right", "scan", "accuracy"),
 ]
 
 
@@ -213,6 +242,22 @@ def measure_shipped() -> dict[str, float]:
     out |= {f"uploaded_accuracy.{style}": acc for style, acc in served["uploaded_accuracy"].items()}
     for name, row in served["rejection"].items():
         out |= {f"rejection.{name}.{k}": float(v) for k, v in row.items() if v is not None}
+    return out
+
+
+def measure_realism() -> dict[str, float]:
+    """Each column's lowest and highest over each group of conditions, as bench/realism.py last wrote them: like
+    the speed figures, they are the benchmark's results file's, which its own run re-measures (5 minutes)."""
+    rows = bench_realism.read(bench_realism.OUT.read_text())
+    conditions = redraw.conditions()
+    if rows.keys() != conditions.keys():
+        raise RuntimeError("bench/REALISM.md is not today's conditions: run `python bench/realism.py --digits 500`")
+    out = {}
+    for group in {group for group, _ in conditions.values()}:
+        chosen = [row for name, row in rows.items() if conditions[name][0] == group]
+        for column in bench_realism.COLUMNS:
+            out[f"realism.{group}.{column}.lowest"] = min(row[column] for row in chosen)
+            out[f"realism.{group}.{column}.highest"] = max(row[column] for row in chosen)
     return out
 
 
@@ -294,7 +339,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)  # the thread count the README's figures were measured with
     claims = [c for c in CLAIMS if not (args.fast and c.slow)]
-    measured = measure_shipped()
+    measured = measure_shipped() | measure_realism()
     if not args.fast:
         measured |= measure_fast_run()
     rows, ok = check(claims, measured, documentation(), Predictor().metadata)

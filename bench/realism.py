@@ -32,6 +32,7 @@ from digits.training import dataset, redraw
 
 OUT = Path(__file__).resolve().parent / "REALISM.md"
 Row = dict[str, float]
+COLUMNS = ("accuracy", "flagged", "not_a_digit", "several")  # per digit: read right, and how it was answered
 
 _predictor: Predictor | None = None  # in each worker process
 _digits: np.ndarray = np.empty(0)
@@ -75,18 +76,25 @@ def run(
             results.setdefault(name, []).append(out)
     rows = {}
     for name, parts in results.items():
-        a = np.concatenate(parts).mean(0)
-        rows[name] = {"accuracy": a[0], "flagged": a[1], "not_a_digit": a[2], "several": a[3]}
+        rows[name] = dict(zip(COLUMNS, np.concatenate(parts).mean(0).tolist(), strict=True))
     return rows
 
 
 def table(rows: dict[str, Row]) -> str:
     lines = ['| condition | accuracy | flagged | "not a digit" | "several digits" |', "| --- | --- | --- | --- | --- |"]
     for name, r in rows.items():
-        lines.append(
-            f"| {name} | {r['accuracy']:.1%} | {r['flagged']:.1%} | {r['not_a_digit']:.1%} | {r['several']:.1%} |"
-        )
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.1%}" for c in COLUMNS) + " |")
     return "\n".join(lines)
+
+
+def read(text: str) -> dict[str, Row]:
+    """The rows of a table that table() wrote, to its last printed digit."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == len(COLUMNS) + 1 and cells[1].endswith("%"):
+            rows[cells[0]] = {c: float(cell.rstrip("%")) / 100 for c, cell in zip(COLUMNS, cells[1:], strict=True)}
+    return rows
 
 
 def main() -> None:

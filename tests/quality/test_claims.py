@@ -66,3 +66,30 @@ def test_timings_are_reported_but_never_fail(claims):
 )
 def test_exact_means_to_the_last_printed_digit(claims, stated, value, tolerance, expected):
     assert claims.agrees(stated, value, tolerance) is expected
+
+
+def test_a_realism_range_off_by_its_last_digit_is_caught(claims):
+    readme, measured = claims.documentation(), claims.measure_realism()
+    [lowest] = [c for c in claims.CLAIMS if c.measure == "realism.photo.accuracy.lowest"]
+    rows, ok = claims.check([lowest], measured, readme, {})
+    assert ok, rows
+    rows, ok = claims.check([lowest], {lowest.measure: measured[lowest.measure] - 0.001}, readme, {})
+    assert not ok, rows
+
+
+def test_the_realism_table_reads_back_as_the_benchmark_wrote_it(claims, tmp_path, monkeypatch):
+    realism = claims.bench_realism
+    rows = {
+        "pen 0.03": dict(zip(realism.COLUMNS, [0.974, 0.01, 0.008, 0.002], strict=True)),
+        "slant": dict(zip(realism.COLUMNS, [0.9704, 0.0119, 0.0, 1.0], strict=True)),
+    }
+    back = realism.read(realism.table(rows))
+    assert back.keys() == rows.keys()
+    for name, row in rows.items():
+        assert back[name] == pytest.approx(row, abs=0.0005)  # to the last printed digit, 0.1 points
+    # A table that lacks a condition the benchmark draws today is stale, not a figure.
+    stale = tmp_path / "REALISM.md"
+    stale.write_text(realism.table(rows))
+    monkeypatch.setattr(realism, "OUT", stale)
+    with pytest.raises(RuntimeError, match="today's conditions"):
+        claims.measure_realism()

@@ -14,6 +14,9 @@ the model meets them exactly as the service would show them to it.
 """
 
 import functools
+import itertools
+import multiprocessing
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from digits.imaging.fit import preprocess
 
 KINDS = ("scribbles", "blobs", "textures", "overlaps", "touching", "glyphs")
 SIZE = 128  # the side of the page each outlier is drawn on
+PARTS = 16  # the pool is drawn in this many parts, shared among the cores
 # matplotlib ships these fonts with itself, on every machine; DejaVu, which it also ships, is the yardstick's.
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONT_NAMES = (
@@ -158,27 +162,50 @@ def glyph(rng: np.random.Generator) -> Image.Image:
 
 def pool(digits: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """n outliers, an equal share of each kind, as the 28×28 inputs the service would make of them (N×28×28 in
-    [0,1]). `digits` (N×28×28 uint8, ink bright) and `labels` are training digits, for the overlaps."""
-    rng = np.random.default_rng(seed)
-    overlaps = functools.partial(overlap, digits=digits, labels=labels)
+    [0,1]). `digits` (N×28×28 uint8, ink bright) and `labels` are training digits, for the overlaps.
+
+    Each outlier is drawn by a generator of its own (the seed, its place, its attempt), so the pool is the same
+    on any number of cores, and they share the work: drawn one after another in one process, 3,000 of them took
+    6.5 s, most of it in the preprocessing, and 3.5 s on two cores."""
+    starts = np.linspace(0, n, PARTS + 1).astype(int)
+    # Forked, the workers inherit the digits rather than receive a copy each; they use no torch.
+    with multiprocessing.get_context("fork").Pool(
+        len(os.sched_getaffinity(0)), _share, (digits, labels, seed)
+    ) as workers:
+        parts = workers.starmap(_drawn, itertools.pairwise(starts))
+    return np.concatenate(parts)
+
+
+_shared: tuple[np.ndarray, np.ndarray, int]  # pool()'s digits, labels and seed, in each worker
+
+
+def _share(digits: np.ndarray, labels: np.ndarray, seed: int) -> None:
+    global _shared
+    _shared = digits, labels, seed
+
+
+def _drawn(start: int, stop: int) -> np.ndarray:
+    """The outliers at places [start, stop) of the pool."""
+    digits, labels, seed = _shared
     by_kind: dict[str, Callable[[np.random.Generator], Image.Image]] = {
         "scribbles": scribble,
         "blobs": blob,
         "textures": texture,
-        "overlaps": overlaps,
+        "overlaps": functools.partial(overlap, digits=digits, labels=labels),
         "touching": functools.partial(touching, digits=digits),
         "glyphs": glyph,
     }
     makers = [by_kind[kind] for kind in KINDS]
-    out = np.zeros((n, 28, 28), np.float32)
-    i = 0
-    while i < n:
-        im = makers[i % len(makers)](rng)
-        if rng.random() < 0.3:  # light on dark, as chalk on a board or a dark-mode canvas
-            im = Image.eval(im, lambda v: 255 - v)
-        try:
-            out[i] = preprocess(im)
-        except NoDigitFound:  # a draw too faint to read is refused already, and teaches nothing
-            continue
-        i += 1
+    out = np.zeros((stop - start, 28, 28), np.float32)
+    for i in range(start, stop):
+        for attempt in itertools.count():
+            rng = np.random.default_rng([seed, i, attempt])
+            im = makers[i % len(makers)](rng)
+            if rng.random() < 0.3:  # light on dark, as chalk on a board or a dark-mode canvas
+                im = Image.eval(im, lambda v: 255 - v)
+            try:
+                out[i - start] = preprocess(im)
+            except NoDigitFound:  # a draw too faint to read is refused already, and teaches nothing
+                continue
+            break
     return out

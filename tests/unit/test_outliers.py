@@ -1,5 +1,7 @@
 """The things that are not digits which the MLP learns to doubt: what they are, and what they must never be."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,6 +26,12 @@ def test_the_pool_is_model_input_drawn_by_its_seed(pool, mnist_test):
     images, labels = mnist_test
     np.testing.assert_array_equal(pool, outliers.pool(images[:500], labels[:500], 120, seed=0))
     assert not np.array_equal(pool, outliers.pool(images[:500], labels[:500], 120, seed=1))
+
+
+def test_the_pool_is_the_same_on_any_number_of_cores(pool, mnist_test, monkeypatch):
+    images, labels = mnist_test
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0})
+    np.testing.assert_array_equal(pool, outliers.pool(images[:500], labels[:500], 120, seed=0))
 
 
 def test_every_kind_is_in_the_pool_in_equal_shares(pool):

@@ -305,6 +305,25 @@ def test_a_desks_wedge_between_the_sheets_edge_and_a_shadows_is_not_ink(cut):
     assert not several_digits(x)
 
 
+@pytest.mark.parametrize("pinholes", [True, False])
+def test_a_soft_mark_riddled_with_pinholes_in_a_dim_room_is_not_ink(pinholes):
+    # A 7 in a dim room's sensor noise, and beside it a strip as soft as a faint stroke, as the noise leaves a dim
+    # desk along a sheet's edge: riddled with pinholes, which no pen leaves, it is noise over a surface. Solid, it
+    # could be a faint digit of a number, and stays.
+    im = Image.new("L", (512, 384), 200)
+    ImageDraw.Draw(im).line([(100, 90), (220, 90), (140, 300)], fill=30, width=12, joint="curve")
+    pixels = np.asarray(im, np.float32).copy()
+    strip = pixels[60:320, 380:410]
+    strip[:] = 100  # 0.59 of the 7's strength: past SOLID and SHADING, short of STRONG
+    if pinholes:  # 3 px across, as the noise's grain is once smoothed
+        for y, x in np.random.default_rng(0).integers([4, 4], [255, 25], (40, 2)):
+            strip[y - 1 : y + 2, x - 1 : x + 2] = 200
+    pixels += np.random.default_rng(1).normal(0, 12, pixels.shape)
+    x = ink_map(Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)))
+    assert (x[80:310, 90:230] > 0).sum() > 3000
+    assert x[60:320, 380:410].any() != pinholes
+
+
 def test_specks_astray_are_not_ink():
     # A 7 in a pen 14 px wide, a short piece of its stroke apart below it, a sliver beside its top as a shadow's
     # edge leaves one, and far from it specks of noise or dust as dark as the ink, 3 px across: the specks are

@@ -483,8 +483,8 @@ def _riddled(labels: np.ndarray, judged: np.ndarray, pen: float) -> np.ndarray:
     boxes = ndimage.find_objects(labels)
     for k in np.flatnonzero(judged):
         mark = labels[boxes[k - 1]] == k
-        holes, count = ndimage.label(ndimage.binary_fill_holes(mark) & ~mark)
-        out[k] = count >= PINHOLES and np.count_nonzero(np.bincount(holes.ravel())[1:] < pen**2) >= PINHOLES
+        holes, _ = ndimage.label(ndimage.binary_fill_holes(mark) & ~mark)
+        out[k] = np.count_nonzero(np.bincount(holes.ravel())[1:] < pen**2) >= PINHOLES
     return out
 
 

@@ -537,7 +537,8 @@ def _without_shading(
     large = size >= SPECK * size[main]
     pens = _pen_widths(labels, size)
     ink &= ~_stray(inked, marks, size, large, pens[large].min())  # the paper's size is 0: never large
-    reach = round(PEN_REACH * pens[strong].max())
+    widest = pens[strong].max()  # of the marks as strong as a digit, which no surface is
+    reach = round(PEN_REACH * widest)
     if rise is not None and reach < _paper_reach(x):
         stroke = values - rise(reach, box)[inked] >= INK_THRESHOLD
         ink &= np.bincount(marks, stroke, minlength=n + 1) >= SURFACE * size
@@ -557,7 +558,7 @@ def _without_shading(
             cut[along] |= at_frame
         ink &= ~cut | strong | (lifted < LIFTED)
     if noisy:
-        ink &= ~_riddled(labels, ink & large & ~strong, pens[strong].max())
+        ink &= ~_riddled(labels, ink & large & ~strong, widest)
     ink[0] = False
     out = np.zeros_like(x)
     out[box] = np.where(ink[labels], x[box], np.float32(0))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 from digits.paths import WEIGHTS
 
@@ -36,7 +36,9 @@ def save_weights(state: Mapping[str, np.ndarray], path: Path, metadata: dict[str
     """Write weights by name (model.numpy_state) as safetensors, and record their sha256 beside them, for
     Predictor to check."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(path), metadata=metadata)
+    # Written by Python, not safetensors' save_file, which made the file 0600 whatever the umask: an image built
+    # after training then held weights that its unprivileged user couldn't read, and every worker failed to start.
+    path.write_bytes(save({k: np.ascontiguousarray(v) for k, v in state.items()}, metadata=metadata))
     sha256_path(path).write_text(f"{file_sha256(path)}  {path.name}\n")
 
 

@@ -1,13 +1,22 @@
 """The service refuses to start on weights it can't trust, and says which file and what to do."""
 
+import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
 from digits.inference.predictor import Predictor
-from digits.inference.weights import DEFAULT_WEIGHTS, WeightsError, file_sha256, load_state, sha256_path
+from digits.inference.weights import (
+    DEFAULT_WEIGHTS,
+    WeightsError,
+    file_sha256,
+    load_state,
+    save_weights,
+    sha256_path,
+)
 
 
 def copy_weights(tmp_path):
@@ -65,3 +74,13 @@ def test_weights_of_another_network_are_refused(tmp_path, change):
     sha256_path(w).write_text(f"{file_sha256(w)}  w.safetensors\n")
     with pytest.raises(WeightsError, match=r"is corrupt.*python train\.py"):
         Predictor(w)
+
+
+def test_written_weights_are_as_readable_as_any_file_the_user_writes(tmp_path):
+    """safetensors' save_file made them 0600, so an image built after training couldn't read them."""
+    w = tmp_path / "w.safetensors"
+    save_weights(load_state(), w, {"note": "a copy"})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(w.stat().st_mode) == 0o666 & ~mask
+    assert Predictor(w).forward.layers[0][0].shape == (784, 256)

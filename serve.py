@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from digits.service.draining import DrainingProtocol
+from digits.service.protocol import WorkerProtocol
 
 # uvicorn can't bound how long a client takes to send its headers: on the internet, put a proxy in front
 # (deploy/nginx.conf; the Kubernetes pods have one beside the service), which waits for whole requests.
@@ -79,7 +79,7 @@ def main() -> None:
             # stops. Under load, a new worker shares the cores while it imports torch and loads the weights: on
             # 2 cores with 4 clients it took over uvicorn's 5 s, which aborted the reload.
             timeout_worker_healthcheck=WORKER_READY_S,
-            http=DrainingProtocol,  # no connection reset as a worker retires (digits/service/draining.py)
+            http=WorkerProtocol,  # no connection reset as a worker retires, no answer cut as one dies (protocol.py)
         )
     finally:
         if not given:

@@ -118,32 +118,12 @@ class Observability:
         start = time.perf_counter()
         IN_PROGRESS.inc()
         status = 500  # what the client gets if the app fails before it answers
-        answered = False
-        held: Message | None = None
+        recorded = False
 
-        async def send_and_record(message: Message) -> None:
-            nonlocal status, answered, held
-            if message["type"] == "http.response.start":
-                # Held, and sent with the body's first part: the two writes follow each other with nothing between
-                # them. A lock taken between them (the gauge below) let nginx pass on the headers alone, and a
-                # replica killed then left the client half an answer, which nginx can't send on elsewhere.
-                status, held = message["status"], message
-                return
-            if message["type"] == "http.response.body" and not message.get("more_body", False) and not answered:
-                # No longer in progress once its answer is on its way: the client may ask again, of another
-                # worker, before this one has logged and counted it, and a scrape then counted both (test_workers).
-                answered = True
-                IN_PROGRESS.dec()
-            if held is not None:
-                start, held = held, None
-                await send(start)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            if not answered:
-                IN_PROGRESS.dec()
+        def record() -> None:
+            nonlocal recorded
+            recorded = True
+            IN_PROGRESS.dec()
             seconds = time.perf_counter() - start
             endpoint = endpoint_of(scope)
             REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
@@ -160,3 +140,20 @@ class Observability:
                     }
                 )
             )
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False) and not recorded:
+                # Counted and no longer in progress before its answer's last part goes: the client may ask again,
+                # of another worker, before this one would have counted it after, and a scrape then counted the
+                # request in progress and not among those answered (test_workers).
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            if not recorded:  # the app failed, or the client left, before the answer's last part
+                record()

@@ -9,6 +9,7 @@ made async, 0.82×; as this one worker, 0.955× (2,257 against 2,373, 7 rounds a
 """
 
 import hmac
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from fastapi import Depends, HTTPException, Request
 from digits.feedback.ids import PredictionIds, load_secret
 from digits.feedback.store import FeedbackStore
 from digits.i18n.message import N_, Message
+from digits.imaging.errors import ImageError, ImageTooLarge
 from digits.inference.predictor import Predictor, Prepared
 from digits.inference.segment import Reading
 from digits.service.answers import CHEAP_BYTES, CHEAP_MS, Answers, Costly
@@ -31,6 +33,10 @@ from digits.service.sandbox import Sandbox
 from digits.service.schemas import PredictionOut
 
 Batcher = MicroBatcher[bytes | Prepared, PredictionOut | Costly]
+NOT_READ = N_(
+    "not read: the images before it in this request took all the reading time one request may have; "
+    "send this one in another request"
+)
 
 
 class Receiving:
@@ -95,6 +101,41 @@ class Worker:
         cheap = partial(self.predictor.prepare_within, data, CHEAP_MS, CHEAP_BYTES)
         prepared = await in_thread(request, cheap)
         return prepared if prepared is not None else await self.prepared_apart(request, data)
+
+    async def prepared_in_order(self, request: Request, uploads: list[bytes]) -> list[Prepared | ImageError]:
+        """Each upload's 28×28 input, or its error, in order, within the batch's reading budget. The time spent
+        reading counts, not an estimate of it: once it passes the budget, the rest go unread, and no file takes
+        more than the sandbox's deadline. The cheap uploads up to the next costly one go to a thread together:
+        one hand-off each cost a batch of 256 28×28 PNGs 40% of its images a second (2,483 against 4,096)."""
+        deadline = time.monotonic() + self.settings.batch_budget_ms / 1000
+        prepared: list[Prepared | ImageError] = []
+        while len(prepared) < len(uploads):
+            prepared += await in_thread(request, partial(self._cheap_run, uploads[len(prepared) :], deadline))
+            if len(prepared) < len(uploads):  # stopped at a costly one
+                try:
+                    if time.monotonic() > deadline:
+                        raise ImageTooLarge(NOT_READ)
+                    prepared.append(await self.prepared_apart(request, uploads[len(prepared)]))
+                except ImageError as e:
+                    prepared.append(e.with_traceback(None))  # see Predictor.predict_many
+        return prepared
+
+    def _cheap_run(self, uploads: list[bytes], deadline: float) -> list[Prepared | ImageError]:
+        """The uploads' inputs or errors, from the first, up to the first one too costly to decode here; past the
+        deadline, every one left is unread."""
+        prepared: list[Prepared | ImageError] = []
+        for data in uploads:
+            if time.monotonic() > deadline:
+                return prepared + [ImageTooLarge(NOT_READ) for _ in uploads[len(prepared) :]]
+            try:
+                cheap = self.predictor.prepare_within(data, CHEAP_MS, CHEAP_BYTES)
+            except ImageError as e:
+                prepared.append(e.with_traceback(None))
+                continue
+            if cheap is None:
+                break
+            prepared.append(cheap)
+        return prepared
 
     async def prepared_apart(self, request: Request, data: bytes) -> Prepared:
         """An upload's 28×28 input, read in the sandbox in its client's turn, and dropped if the client goes."""

@@ -1,9 +1,11 @@
 """The sandbox (digits/service/sandbox.py): a file whose decoding no estimate foresees is refused in time on every
-route, its process killed and replaced; a process past its memory is refused too; and clients take fair turns."""
+route, its process killed and replaced; a process past its memory is refused too; clients take fair turns; and a
+batch reads its cheap files in process, a run at a time, around those the sandbox reads."""
 
 import asyncio
 import time
 
+import anyio.to_thread
 import httpx2 as httpx
 import numpy as np
 import pytest
@@ -123,3 +125,21 @@ def test_clients_take_turns_at_the_sandbox(monkeypatch, scans, photo):
     assert sorted(statuses) == [413] * 5 + [429]  # one running and four waiting, DECODE_BACKLOG
     assert refused_before <= 1  # after the one job in progress, not after the four queued behind it
     assert attack_s > 2.0  # the attacker's five, killed one after another at half a second of CPU each
+
+
+def test_a_batch_reads_its_cheap_files_a_run_at_a_time(client, photo, seven_png, monkeypatch):
+    """One hand-off to a thread for each run of cheap files, not one for each file: one each took a batch of 256
+    28×28 PNGs 40% of its images a second."""
+    handed: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(work, *args, **kwargs):
+        handed.append(getattr(work, "func", work).__name__)
+        return await run_sync(work, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    uploads = [seven_png] * 20 + [photo] + [seven_png] * 20
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(uploads)]
+    answers = client.post("/predict/batch", files=files).json()["predictions"]
+    assert [a["digit"] for a in answers] == [7] * 41
+    assert handed == ["_cheap_run", "_cheap_run", "batch"]  # before the photo, after it, and the answers

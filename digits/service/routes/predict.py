@@ -5,19 +5,15 @@ client hangs up is dropped. /predict hands its upload to the micro-batcher, whos
 thread: an upload cheap to decode (answers.CHEAP_MS) is prepared there, with one thread hand-off for the whole
 batch (docs/benchmarks.md, Profile); a costly one is prepared in the sandbox first (sandbox.py), under its
 deadline and in its client's turn, so that its decoding never holds back another upload's answer. Every route
-reads its uploads the same way (Worker.prepared, Worker.reading).
+reads its uploads the same way (Worker.prepared, Worker.prepared_in_order, Worker.reading).
 """
 
-import time
 from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from digits.i18n.languages import chosen
-from digits.i18n.message import N_
-from digits.imaging.errors import ImageError, ImageTooLarge
-from digits.inference.predictor import Prepared
 from digits.service.answers import Costly, hinted
 from digits.service.disconnects import in_thread, unless_gone
 from digits.service.observability import endpoint_of
@@ -29,10 +25,6 @@ from digits.service.worker import WorkerDep
 router = APIRouter()
 # ?explain=true: costs about 0.24 ms a digit (explain.py), and nothing when it isn't asked for.
 Explain = Annotated[bool, Query(description="add an `explanation` picture to each digit's answer")]
-NOT_READ = N_(
-    "not read: the images before it in this request took all the reading time one request may have; "
-    "send this one in another request"
-)
 
 
 @router.post("/predict", responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
@@ -68,16 +60,6 @@ async def predict_batch(
     request: Request, uploads: BatchUpload, worker: WorkerDep, explain: Explain = False
 ) -> BatchOut:
     """Predict many images in one call; a bad image gets an `error` entry in its place."""
-    # The time spent reading counts, not an estimate of it: once it passes the budget, the rest go unread, and no
-    # file takes more than the sandbox's deadline.
-    budget_s, start = worker.settings.batch_budget_ms / 1000, time.monotonic()
-    prepared: list[Prepared | ImageError] = []
-    for upload in uploads:
-        try:
-            if time.monotonic() - start > budget_s:
-                raise ImageTooLarge(NOT_READ)
-            prepared.append(await worker.prepared(request, upload.data))
-        except ImageError as e:
-            prepared.append(e.with_traceback(None))  # see Predictor.predict_many
+    prepared = await worker.prepared_in_order(request, [upload.data for upload in uploads])
     work = partial(worker.answers.batch, prepared, explain, endpoint_of(request.scope), chosen(request.scope))
     return await in_thread(request, work)

@@ -118,15 +118,33 @@ class Observability:
         start = time.perf_counter()
         IN_PROGRESS.inc()
         status = 500  # what the client gets if the app fails before it answers
-        recorded = False
+        counted = False
 
-        def record() -> None:
-            nonlocal recorded
-            recorded = True
+        def count() -> None:
+            nonlocal counted
+            counted = True
             IN_PROGRESS.dec()
+            REQUESTS.labels(endpoint_of(scope), scope["method"], str(status)).inc()
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False) and not counted:
+                # Counted, and no longer in progress, before its answer's last part goes: the client may ask
+                # again, of another worker, before this one would have counted it after, and a scrape then saw
+                # the request in progress and not among those answered (test_workers). Only the counts: the log
+                # line and the latency wait until the answer is on its way, which then waits for nothing else.
+                count()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            if not counted:  # the app failed, or the client left, before the answer's last part
+                count()
             seconds = time.perf_counter() - start
             endpoint = endpoint_of(scope)
-            REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
             LATENCY.labels(endpoint).observe(seconds)
             access_log.info(
                 json.dumps(
@@ -140,20 +158,3 @@ class Observability:
                     }
                 )
             )
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False) and not recorded:
-                # Counted and no longer in progress before its answer's last part goes: the client may ask again,
-                # of another worker, before this one would have counted it after, and a scrape then counted the
-                # request in progress and not among those answered (test_workers).
-                record()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            if not recorded:  # the app failed, or the client left, before the answer's last part
-                record()

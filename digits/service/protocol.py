@@ -15,6 +15,7 @@ sent, so an answer is then whole, or never begun and sent on by nginx to another
 """
 
 import asyncio
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -42,12 +43,16 @@ class _HeadWithBody(asyncio.Transport):
 
     def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
         super().__init__()
-        self._transport, self._cycle = transport, cycle
+        # The cycle by a weak reference: it holds this, and a cycle of references for each request waited for the
+        # garbage collector, whose passes cost one worker 1-2% of its requests a second and 11% on its p99 (wrk, 5
+        # rounds alternated with the commit before; 1.00× and 1.01× with the weak reference).
+        self._transport, self._cycle = transport, weakref.ref(cycle)
         self._head: bytes | None = None
         self._held = False
 
     def write(self, data: Any) -> None:
-        if self._cycle.response_started and not self._held:  # marked started, then its head written
+        cycle = self._cycle()
+        if cycle is not None and cycle.response_started and not self._held:  # marked started, then its head written
             self._head, self._held = bytes(data), True
             return
         if self._head is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from serve import WORKER_READY_S
 from tests.helpers import start_server
 
 CORES = len(os.sched_getaffinity(0))
@@ -114,8 +115,12 @@ def test_a_killed_worker_is_replaced_and_its_gauges_dropped(two_workers, seven_p
     served = metric(before, 'predictions_total{digit="7",endpoint="/predict"}')
     pids = sorted(pid_of(f) for f in metrics.glob("gauge_livesum_*.db"))
     assert len(pids) == 2
+    # Stopped first, so that the supervisor is waiting for its answer to a health check (every 0.5 s) when it dies:
+    # uvicorn's supervisor then waited out the whole WORKER_READY_S (serve.WorkerProcess).
+    os.kill(pids[0], signal.SIGSTOP)
+    time.sleep(1)
     os.kill(pids[0], signal.SIGKILL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WORKER_READY_S / 2
     while not any(serving(f) for f in metrics.glob("gauge_livesum_*.db") if pid_of(f) not in pids):
         assert time.monotonic() < deadline, f"uvicorn did not start a worker in place of the killed one: {said(tmp)}"
         time.sleep(0.2)

@@ -31,7 +31,7 @@ class WorkerProcess(multiprocess.Process):
     """uvicorn's worker process, with the far end of its health check's pipe closed in the supervisor once the
     worker has its own. uvicorn kept both ends, so a worker killed while the supervisor waited for its answer
     never closed the pipe: the supervisor waited out the whole WORKER_READY_S, neither replacing the worker nor
-    heeding a signal (tests/system/test_workers.py, 1 run in 10 under the unit and API tests' load)."""
+    heeding a signal (tests/system/test_workers.py failed so 1 run in 10 after the unit and API tests)."""
 
     def start(self) -> None:
         super().start()

@@ -127,7 +127,7 @@ def test_clients_take_turns_at_the_sandbox(monkeypatch, scans, photo):
     assert attack_s > 2.0  # the attacker's five, killed one after another at half a second of CPU each
 
 
-def test_a_batch_reads_its_cheap_files_a_run_at_a_time(client, photo, seven_png, monkeypatch):
+def test_a_batch_reads_its_cheap_files_a_run_at_a_time(photo, seven_png, monkeypatch):
     """One hand-off to a thread for each run of cheap files, not one for each file: with one each, batches of 256
     28×28 PNGs were read at half the images a second."""
     handed: list[str] = []
@@ -140,6 +140,7 @@ def test_a_batch_reads_its_cheap_files_a_run_at_a_time(client, photo, seven_png,
     monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     uploads = [seven_png] * 20 + [photo] + [seven_png] * 20
     files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(uploads)]
-    answers = client.post("/predict/batch", files=files).json()["predictions"]
+    with TestClient(app) as client:  # its own: the turns' test above ran the app's lifespan, and closed its pool
+        answers = client.post("/predict/batch", files=files).json()["predictions"]
     assert [a["digit"] for a in answers] == [7] * 41
     assert handed == ["_cheap_run", "_cheap_run", "batch"]  # before the photo, after it, and the answers

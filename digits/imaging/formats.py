@@ -147,7 +147,7 @@ def _tiff(data: bytes) -> int:
             tag, values = struct.unpack_from(order + "H2x" + count, data, at)
             if tag in (273, 324):  # StripOffsets, TileOffsets
                 parts += values
-    except struct.error:
+    except (struct.error, OverflowError):  # OverflowError: a BigTIFF's offset past any file (the fuzzer's)
         return 0  # cut short: Pillow says so
     return parts
 

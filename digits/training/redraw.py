@@ -137,12 +137,15 @@ def with_pen(skel: Skeleton, rng: np.random.Generator, pen: float) -> bytes:
 
 def on_page(skel: Skeleton, rng: np.random.Generator, share: float) -> bytes:
     """As the upload page sends a drawing: the 560×560 white canvas, the hand moving over `share` of the pad's
-    height (the ink is a pen's width taller), anywhere on the pad, in #111 with the page's pen for its size."""
-    height = share * PAD
-    width = (skel.right - skel.left) / skel.height * height
+    height, or of its width for a digit wider than tall (the ink is a pen's width more), anywhere on the pad, in
+    #111 with the page's pen for its size. Nobody draws past the pad's edge: a 0 drawn over 90% of the pad's
+    height would have run off its sides."""
+    aspect = (skel.right - skel.left) / skel.height
+    height = share * PAD / max(1.0, aspect)
+    width = aspect * height
     pen = float(np.clip(PAD_PEN_SHARE * max(height, width), *PAD_PENS))
-    # Anywhere its ink fits on the pad; in the middle where it doesn't, and the pad's edge clips it.
-    half_h, half_w = min((height + pen) / 2, PAD / 2), min((0.8 * height + pen) / 2, PAD / 2)
+    # Anywhere its ink fits, the pen's soft edge and the pixel its line is rounded to included.
+    half_h, half_w = (height + pen) / 2 + 1, (width + pen) / 2 + 1
     centre = (rng.uniform(half_h, PAD - half_h), rng.uniform(half_w, PAD - half_w))
     ink = draw(skel, (PAD, PAD), height, pen, centre)
     return _png(1 + (0x11 / 255 - 1) * ink)

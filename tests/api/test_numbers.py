@@ -73,7 +73,9 @@ def test_the_api_reads_a_number_with_boxes_in_the_upload(client, three_digits, m
         assert Image.open(io.BytesIO(base64.b64decode(d["input_image"]))).size == (28, 28)
     # The product of the digits' confidences; each is rounded to 6 places in the answer.
     assert body["confidence"] == pytest.approx(np.prod([d["confidence"] for d in body["digits"]]), abs=1e-5)
-    assert body["uncertain"] is False  # three clear digits, well apart
+    assert not any(d["uncertain"] for d in body["digits"])  # three clear digits
+    if gap > 0:  # apart, the count is sure too; touching, parting the mark may be a close call (docs/api.md)
+        assert body["uncertain"] is False
     # Each box holds its digit's ink, in the upload's own pixels: together they cover all of it, tightly.
     ink = np.asarray(Image.open(io.BytesIO(data)).convert("L")) < 128
     boxed = np.zeros_like(ink)

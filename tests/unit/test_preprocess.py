@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from digits.imaging.decode import decode
 from digits.imaging.errors import ImageTooLarge, NoDigitFound, UnreadableImage
-from digits.imaging.fit import _thickened, fit_and_centre, preprocess, stroke_width
+from digits.imaging.fit import STROKE_SIDE, _shape, at_most, fit_and_centre, one_pen, preprocess, stroke_width
 from digits.imaging.groups import several_digits
 from digits.imaging.ink import ink_map
 from digits.imaging.png import encode
@@ -214,7 +214,35 @@ def test_a_stroke_near_mnists_width_is_left_as_it_is(mnist_test):
     x = ink_map(decode(upload))
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
     crop = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    assert _thickened(crop) is crop
+    assert one_pen(crop) is crop
+
+
+def test_a_thick_pen_is_brought_to_mnists_width_keeping_pieces_and_holes(mnist_test):
+    images, _ = mnist_test
+    mnist = np.median([input_stroke(images[i] / 255) for i in range(200)])
+    thinned = 0
+    for i in range(40):
+        x = ink_map(decode(redrawn_upload(mnist_test, i, 0.30)))
+        rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+        crop = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert input_stroke(crop) > 1.4 * mnist
+        thin = one_pen(crop)
+        if thin is not crop:
+            thinned += 1
+            assert input_stroke(thin) == pytest.approx(mnist, rel=0.4)
+            # An 8 keeps both loops; a 9 whose loop the marker filled keeps it filled.
+            assert _shape(thin >= 0.5) == _shape(at_most(crop, STROKE_SIDE) >= 0.5)
+    assert thinned >= 30  # most marker digits are thinned; the rest would lose a piece or a hole
+
+
+def test_a_thick_pen_is_left_where_thinning_would_open_a_loop():
+    yy, xx = np.mgrid[:60, :60]
+    ring = ((np.hypot(yy - 30, xx - 30) - 18.5) ** 2 < 10.5**2).astype(np.float32)  # a 0 in a marker
+    assert _shape(one_pen(ring) >= 0.5) == (1, 1)  # worn down to MNIST's width, still a loop
+    ring[25:35, :19] = 0  # a notch that leaves the loop closed by a bridge 3 px wide
+    assert stroke_width(ring >= 0.5) > 2 * 0.124
+    assert _shape(ring >= 0.5) == (1, 1)
+    assert one_pen(ring) is ring
 
 
 def photo_ink(mnist_test, i: int, light: str, paper: str) -> tuple[np.ndarray, np.ndarray]:

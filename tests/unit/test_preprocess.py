@@ -9,7 +9,17 @@ from scipy import ndimage
 
 from digits.imaging.decode import decode
 from digits.imaging.errors import ImageTooLarge, NoDigitFound, UnreadableImage
-from digits.imaging.fit import STROKE_SIDE, _shape, at_most, fit_and_centre, one_pen, preprocess, stroke_width
+from digits.imaging.fit import (
+    MNIST_STROKE,
+    STROKE_SIDE,
+    THICK,
+    _shape,
+    at_most,
+    fit_and_centre,
+    one_pen,
+    preprocess,
+    stroke_width,
+)
 from digits.imaging.groups import several_digits
 from digits.imaging.ink import ink_map
 from digits.imaging.png import encode
@@ -240,7 +250,7 @@ def test_a_thick_pen_is_left_where_thinning_would_open_a_loop():
     ring = ((np.hypot(yy - 30, xx - 30) - 18.5) ** 2 < 10.5**2).astype(np.float32)  # a 0 in a marker
     assert _shape(one_pen(ring) >= 0.5) == (1, 1)  # worn down to MNIST's width, still a loop
     ring[25:35, :19] = 0  # a notch that leaves the loop closed by a bridge 3 px wide
-    assert stroke_width(ring >= 0.5) > 2 * 0.124
+    assert stroke_width(ring >= 0.5) > THICK * MNIST_STROKE
     assert _shape(ring >= 0.5) == (1, 1)
     assert one_pen(ring) is ring
 

@@ -241,6 +241,7 @@ def test_without_javascript_the_result_pages_are_finished(open_page, seven_png, 
     page = open_page(DESKTOP, javascript=False)
     page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven_png}])
     page.locator("#submit").click()
+    page.wait_for_load_state()  # its stylesheet too, before reading computed styles
     expect(page.get_by_test_id("result-digit")).to_have_text("7")
     bars = page.get_by_test_id("probabilities")
     card, value = bars.bounding_box(), bars.locator("li.top .value").bounding_box()
@@ -259,6 +260,7 @@ def test_without_javascript_the_result_pages_are_finished(open_page, seven_png, 
     page.get_by_test_id("mode-number").check()
     page.set_input_files("#file", files=[{"name": "n.png", "mimeType": "image/png", "buffer": number_png[0]}])
     page.locator("#submit").click()
+    page.wait_for_load_state()
     expect(page.get_by_test_id("result-number")).to_have_text(number_png[1])
     field, send = page.get_by_test_id("right-number").bounding_box(), page.get_by_test_id("send-number").bounding_box()
     assert field is not None

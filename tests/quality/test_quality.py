@@ -41,15 +41,15 @@ def test_few_real_digits_are_flagged_uncertain(predictor, test_probs):
     assert 0.001 <= flagged <= 0.02
 
 
-MISTAKES, RIGHT = 90, 9910  # the shipped weights' answers on the 10,000 test digits (99.10%)
-CAUGHT, FALSE_ALARMS = 22 / MISTAKES, 34 / RIGHT
+MISTAKES, RIGHT = 97, 9903  # the shipped weights' answers on the 10,000 test digits (99.03%)
+CAUGHT, FALSE_ALARMS = 28 / MISTAKES, 51 / RIGHT
 
 
 def test_uncertain_digits_are_the_doubtful_ones(predictor, test_probs):
     probs, labels = test_probs
     unsure = probs.max(1).values < predictor.uncertain_below
     wrong = probs.argmax(1) != labels
-    # Measured: 22 of the 90 mistakes are flagged, 24%, against 34 of the 9,910 right answers, 0.34%. Each share
+    # Measured: 28 of the 97 mistakes are flagged, 29%, against 51 of the 9,903 right answers, 0.51%. Each share
     # is held within chance() of its figure.
     caught = float(unsure[wrong].float().mean())
     false_alarms = float(unsure[~wrong].float().mean())
@@ -69,10 +69,10 @@ def rejection(predictor, mnist_test, fashion_mnist) -> dict:
 @pytest.mark.parametrize(
     ("name", "min_flagged", "min_auroc"),
     [
-        # Measured 85.5% and 71.5%: Fashion-MNIST under its goal of 90% since pen-drawn digits were made to stay
+        # Measured 84.4% and 78.5%: Fashion-MNIST under its goal of 92% since pen-drawn digits were made to stay
         # digits (docs/model.md, "Real handwriting"); held within chance() of what they are.
-        ("Fashion-MNIST", 0.855 - chance(0.855, 2000), 0.98),
-        ("letters", 0.715 - chance(0.715, 480), 0.95),
+        ("Fashion-MNIST", 0.844 - chance(0.844, 2000), 0.98),
+        ("letters", 0.785 - chance(0.785, 480), 0.95),
         ("noise", 0.99, 0.99),
         ("blank", 1.0, 0.99),
     ],

@@ -29,13 +29,13 @@ def test_the_temperature_fitted_on_validation_calibrates_the_test_set(predictor,
     assert predictor.temperature != 1.0
     probs, labels = test_probs
     assert expected_calibration_error(probs, labels) < 0.005
-    # Fitted on validation, the temperature needn't help on test: the shipped one takes ECE from 0.28% to 0.37%.
+    # Fitted on validation, the temperature needn't help on test: the shipped one (T = 1.0017) leaves it at 0.39%.
     assert float(predictor.metadata["ece_after"]) < 0.005
 
 
 def test_few_real_digits_are_flagged_uncertain(predictor, test_probs):
     # The threshold flags 0.75% of validation digits, MNIST's and those drawn as uploads together; the uploads
-    # take most of that share, and MNIST's own test digits come out near 0.6%.
+    # take most of that share, and MNIST's own test digits come out near 0.8%.
     probs, _ = test_probs
     flagged = float((probs.max(1).values < predictor.uncertain_below).float().mean())
     assert 0.001 <= flagged <= 0.02

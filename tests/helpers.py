@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
+from digits.imaging.fit import ink_box
 from digits.imaging.png import encode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,16 +118,11 @@ def rows(url: str) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(text("SELECT * FROM corrections ORDER BY id"))]
 
 
-def ink_crop(digit: np.ndarray) -> np.ndarray:
-    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
-    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
 def compose(digits: list[np.ndarray], gaps: list[int], rng: np.random.Generator) -> np.ndarray:
     """Digits side by side at random sizes and baselines, ink bright on black; a negative gap overlaps them."""
     parts = []
     for d in digits:
-        crop, scale = ink_crop(d), rng.uniform(0.8, 1.2)
+        crop, scale = ink_box(d), rng.uniform(0.8, 1.2)
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
         parts.append(np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR)))
     height = max(p.shape[0] for p in parts) + 12

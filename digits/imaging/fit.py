@@ -36,8 +36,11 @@ def _shape(ink: np.ndarray) -> tuple[int, int]:
     return pieces, paper - 1
 
 
-def _boxed(x: np.ndarray) -> np.ndarray:
+def ink_box(x: np.ndarray) -> np.ndarray:
+    """x cropped to its nonzero pixels; empty where it has none."""
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+    if rows.size == 0:
+        return x[:0, :0]
     return x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
@@ -71,18 +74,18 @@ def one_pen(crop: np.ndarray) -> np.ndarray:
     if radius > 0:
         depth = ndimage.distance_transform_edt(np.pad(ink, 1))[1:-1, 1:-1]
         thin = np.minimum(crop, np.clip(depth - radius, 0, 1)).astype(np.float32)
-        return _boxed(thin) if _shape(thin >= 0.5) == _shape(ink) else original
+        return ink_box(thin) if _shape(thin >= 0.5) == _shape(ink) else original
     pad = int(-radius) + 2
     distance = ndimage.distance_transform_edt(np.pad(~ink, pad, constant_values=True))
-    return _boxed(np.maximum(np.pad(crop, pad), np.clip(0.5 - radius - distance, 0, 1)).astype(np.float32))
+    return ink_box(np.maximum(np.pad(crop, pad), np.clip(0.5 - radius - distance, 0, 1)).astype(np.float32))
 
 
 def fit_and_centre(x: np.ndarray) -> np.ndarray:
     """Crop to the ink, fit it into BOX×BOX keeping its aspect ratio, centre its mass in FIELD×FIELD."""
-    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-    if rows.size == 0:
+    crop = ink_box(x)
+    if crop.size == 0:
         raise NoDigitFound(N_("no digit found: no ink in the image; write a digit in dark ink on light paper"))
-    crop = one_pen(x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    crop = one_pen(crop)
     h, w = crop.shape
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))

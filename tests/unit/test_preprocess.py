@@ -16,6 +16,7 @@ from digits.imaging.fit import (
     _shape,
     at_most,
     fit_and_centre,
+    ink_box,
     one_pen,
     preprocess,
     stroke_width,
@@ -198,9 +199,7 @@ def redrawn_upload(mnist_test, i: int, pen: float) -> bytes:
 
 def input_stroke(x: np.ndarray) -> float:
     """The stroke width of a 28×28 input, as a share of its ink's longer side."""
-    ink = x >= 0.5
-    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    return stroke_width(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return stroke_width(ink_box(x >= 0.5))
 
 
 def test_a_thin_pen_is_brought_to_mnists_width_and_loops_stay_open(mnist_test):
@@ -221,9 +220,7 @@ def test_a_thin_pen_is_brought_to_mnists_width_and_loops_stay_open(mnist_test):
 
 def test_a_stroke_near_mnists_width_is_left_as_it_is(mnist_test):
     upload = redrawn_upload(mnist_test, 0, 0.12)
-    x = ink_map(decode(upload))
-    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-    crop = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = ink_box(ink_map(decode(upload)))
     assert one_pen(crop) is crop
 
 
@@ -232,9 +229,7 @@ def test_a_thick_pen_is_brought_to_mnists_width_keeping_pieces_and_holes(mnist_t
     mnist = np.median([input_stroke(images[i] / 255) for i in range(200)])
     thinned = 0
     for i in range(40):
-        x = ink_map(decode(redrawn_upload(mnist_test, i, 0.30)))
-        rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-        crop = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        crop = ink_box(ink_map(decode(redrawn_upload(mnist_test, i, 0.30))))
         assert input_stroke(crop) > 1.4 * mnist
         thin = one_pen(crop)
         if thin is not crop:

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from digits.imaging.decode import decode
-from digits.imaging.fit import one_pen
+from digits.imaging.fit import ink_box, one_pen
 from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _surroundings, ink_map
 from digits.imaging.png import encode
 from digits.training import redraw
@@ -16,8 +16,7 @@ def test_a_crop_already_boxed_is_what_pillows_resize_returns(mnist_test):
     boxed = 0
     for digit in mnist_test[0]:
         x = ink_map(Image.fromarray(255 - digit))
-        rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-        crop = one_pen(x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        crop = one_pen(ink_box(x))
         if max(crop.shape) == 20:
             boxed += 1
             resized = np.asarray(Image.fromarray(crop).resize(crop.shape[::-1], Image.Resampling.BILINEAR))

@@ -43,9 +43,8 @@ def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
     return (x.sum(1) * idx).sum() / x.sum(), (x.sum(0) * idx).sum() / x.sum()
 
 
-def bbox(x: np.ndarray) -> tuple[int, int]:
-    rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+def bbox(x: np.ndarray) -> tuple[int, ...]:
+    return ink_box(x).shape
 
 
 def test_output_is_mnist_style():

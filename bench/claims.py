@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))  # the project's own modules, one folder up
 import realism as bench_realism  # bench/realism.py, beside this file
 from digits.inference.predictor import Predictor
 from digits.training import redraw, report
-from digits.training.calibration import fit_temperature, test_figures
-from digits.training.finish import threshold
+from digits.training.calibration import fit_temperature, test_figures, thresholds
+from digits.training.finish import validation_digits
 from digits.training.loop import logits
 from digits.training.recipe import Recipe
 from digits.training.splits import load_splits
@@ -114,11 +114,11 @@ def flagged(name: str, readme_row: str, headline: bool = False) -> list[Claim]:
 
 def realism(row: str, group: str, column: str) -> list[Claim]:
     """A README row that states the range of one column of bench/REALISM.md over a group of its conditions,
-    lowest to highest, as `96.0–97.4%`."""
+    lowest to highest, as `96.0–97.4%`, or as one figure where they are the same."""
     where = rf"\| {re.escape(row)} \| [^|]* \| "
     return [
-        Claim(f"{row}: lowest", (where + r"([\d.]+)–",), f"realism.{group}.{column}.lowest"),
-        Claim(f"{row}: highest", (where + r"[\d.]+–([\d.]+)%",), f"realism.{group}.{column}.highest"),
+        Claim(f"{row}: lowest", (where + r"([\d.]+)[–%]",), f"realism.{group}.{column}.lowest"),
+        Claim(f"{row}: highest", (where + r"(?:[\d.]+–)?([\d.]+)%",), f"realism.{group}.{column}.highest"),
     ]
 
 
@@ -142,9 +142,13 @@ CLAIMS = [
         "uncertain_below",
         recorded("uncertain_below"),
         scale=1,
-        # Validation's uploads are drawn by today's redraw.py, and the shipped run drew the page's digits by their
-        # ink's height, where redraw.py now takes the hand's: the threshold moved with it (docs/model.md).
-        tolerance=0.03,
+    ),
+    Claim(
+        "not-a-digit threshold, from validation",
+        (r"the energy that 0.5% of them fall under \(([\d.]+)\)",),
+        "not_a_digit_below",
+        recorded("not_a_digit_below"),
+        scale=1,
     ),
     Claim(
         "ECE on test, before", (r"before → after the temperature \| ([\d.]+)% →",), "ece_before", recorded("ece_before")
@@ -231,11 +235,14 @@ def measure_shipped() -> dict[str, float]:
     model = model_from_state(predictor.state)
     val_logits, test_logits = logits(model, data.val_x), logits(model, data.test_x)
     temperature = fit_temperature(val_logits, data.val_y)
+    uncertain_below, not_a_digit_below = thresholds(validation_digits(model, data, val_logits), temperature)
+    recorded_below = float(meta["uncertain_below"]), float(meta["not_a_digit_below"])
     out: dict[str, float] = {
         "val_accuracy": float((val_logits.argmax(1) == data.val_y).float().mean()),
         "temperature": temperature,
-        "uncertain_below": threshold(model, data, val_logits, temperature),
-        **test_figures(test_logits, data.test_y, temperature, float(meta["uncertain_below"])),
+        "uncertain_below": uncertain_below,
+        "not_a_digit_below": not_a_digit_below,
+        **test_figures(test_logits, data.test_y, temperature, recorded_below),
     }
     images = (data.test_x[:, 0].numpy() * 255).round().astype("uint8")
     served, _ = report.served_figures(predictor, images, data.test_y.numpy(), recipe.seed, 2000)

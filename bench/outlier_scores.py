@@ -9,8 +9,8 @@ fall (MNIST's held-out digits and those drawn as uploads together, as train.py c
 threshold), and what it catches of the held-out outliers (outliers.py) is validation's verdict. Fashion-MNIST,
 the letters and MNIST's test digits are measured, as the service reads them, and choose nothing. The scores:
   confidence     the calibrated probability of the likeliest digit, as `uncertain` uses it
-  top two        the two likeliest digits' probabilities together, as `not_a_digit` uses it
-  energy         the log-sum-exp of the logits (Liu et al., 2020)
+  top two        the two likeliest digits' probabilities together, as `not_a_digit` used it until issue 32
+  energy         T·log Σ exp(logits / T) at the weights' temperature (Liu et al., 2020), as `not_a_digit` uses it
   max logit      the largest logit (Hendrycks et al., 2022)
   Mahalanobis    minus the distance to the nearest class mean in the 128 features before the last layer, with
                  the covariance shared by the classes (Lee et al., 2018), fitted on the training split
@@ -65,12 +65,13 @@ class Scorer:
         probs /= probs.sum(1, keepdims=True)
         ranked = np.sort(probs, 1)
         top = logits.max(1)
+        largest = scaled.max(1)
         apart = features[:, None] - self.means[None]
         distance = np.einsum("nck,kl,ncl->nc", apart, self.precision, apart).min(1)
         return {
             "confidence": ranked[:, -1],
             "top two": ranked[:, -1] + ranked[:, -2],
-            "energy": top + np.log(np.exp(logits - top[:, None]).sum(1)),
+            "energy": self.predictor.temperature * (largest + np.log(np.exp(scaled - largest[:, None]).sum(1))),
             "max logit": top,
             "Mahalanobis": -distance,
         }

@@ -42,7 +42,7 @@ CONFIDENCE = Histogram(
     ["endpoint"],
     buckets=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0),
 )
-# The model in service, and the share of validation digits it flags (Predictor.UNCERTAIN_SHARE): the alert on
+# The model in service, and the share of validation digits it flags (Predictor.validation_flagged): the alert on
 # drift compares the share flagged in service with it. 1 for each model a live worker serves.
 MODEL = Gauge("digits_model_info", "The model each live worker serves", ["model"], multiprocess_mode="livemax")
 VALIDATION_FLAGGED = Gauge(

@@ -1,4 +1,4 @@
-"""Confidence that means what it says: temperature scaling, ECE, and the "uncertain" threshold.
+"""Confidence that means what it says: temperature scaling, ECE, and the "uncertain" and "not a digit" thresholds.
 
 All of it is fitted on the validation split; the test set is only measured.
 """
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from digits.inference.predictor import UNCERTAIN_SHARE
+from digits.inference.predictor import NOT_A_DIGIT_SHARE, UNCERTAIN_SHARE
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -55,9 +55,10 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 
 
 def test_figures(
-    test_logits: torch.Tensor, test_y: torch.Tensor, temperature: float, uncertain_below: float
+    test_logits: torch.Tensor, test_y: torch.Tensor, temperature: float, below: tuple[float, float]
 ) -> dict[str, float]:
-    """What the weights record of the test set: accuracy, ECE before and after the temperature, share uncertain.
+    """What the weights record of the test set: accuracy, ECE before and after the temperature, share uncertain
+    under `below`, the uncertain and not-a-digit thresholds.
 
     Computed the same way when training writes them and when `make claims` checks them."""
     before, after = F.softmax(test_logits, 1), F.softmax(test_logits / temperature, 1)
@@ -65,10 +66,27 @@ def test_figures(
         "test_accuracy": round(float((after.argmax(1) == test_y).float().mean()), 4),
         "ece_before": round(expected_calibration_error(before, test_y), 5),
         "ece_after": round(expected_calibration_error(after, test_y), 5),
-        "test_flagged_uncertain": round(float((after.max(1).values < uncertain_below).float().mean()), 4),
+        "test_flagged_uncertain": round(float(flagged(test_logits, temperature, below).float().mean()), 4),
     }
 
 
-def uncertain_threshold(probs: torch.Tensor, share: float = UNCERTAIN_SHARE) -> float:
-    """The confidence below which `share` of these (validation) digits fall."""
-    return float(torch.quantile(probs.max(1).values, share))
+def energy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The energy score of each row of logits, as Predictor.classify computes it for "not a digit"."""
+    return temperature * torch.logsumexp(logits / temperature, 1)
+
+
+def flagged(logits: torch.Tensor, temperature: float, below: tuple[float, float]) -> torch.Tensor:
+    """Which answers are uncertain, as the service gives them: the confidence under the first threshold of
+    `below`, or the energy under the second."""
+    confidence = F.softmax(logits / temperature, 1).max(1).values
+    return (confidence < below[0]) | (energy(logits, temperature) < below[1])
+
+
+def thresholds(logits: torch.Tensor, temperature: float) -> tuple[float, float]:
+    """The confidence under which UNCERTAIN_SHARE of these (validation) digits fall, and the energy under which
+    NOT_A_DIGIT_SHARE of them do."""
+    confidence = F.softmax(logits / temperature, 1).max(1).values
+    return (
+        float(torch.quantile(confidence, UNCERTAIN_SHARE)),
+        float(torch.quantile(energy(logits, temperature), NOT_A_DIGIT_SHARE)),
+    )

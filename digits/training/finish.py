@@ -14,7 +14,7 @@ from torch import nn
 from digits.inference.predictor import Predictor
 from digits.inference.weights import save_weights
 from digits.training import dataset, report
-from digits.training.calibration import fit_temperature, test_figures, uncertain_threshold
+from digits.training.calibration import fit_temperature, flagged, test_figures, thresholds
 from digits.training.loop import logits
 from digits.training.recipe import Recipe
 from digits.training.splits import Splits
@@ -30,25 +30,31 @@ class Output:
     report_digits: int = 2000  # test digits for the report's upload and rejection figures
 
 
-def threshold(model: nn.Module, data: Splits, val_logits: torch.Tensor, temperature: float) -> float:
-    """The confidence under which a fixed share of validation digits fall, MNIST's and those drawn as uploads
-    together: MNIST's alone would flag a real pen's digits far more often."""
-    real_logits = logits(model, data.val_real_x)
-    return uncertain_threshold(F.softmax(torch.cat([val_logits, real_logits]) / temperature, 1))
+def validation_digits(model: nn.Module, data: Splits, val_logits: torch.Tensor) -> torch.Tensor:
+    """The logits of every validation digit, MNIST's and those drawn as uploads: the thresholds are chosen on
+    both, since MNIST's alone would flag a real pen's digits far more often."""
+    return torch.cat([val_logits, logits(model, data.val_real_x)])
 
 
 def chosen_on_validation(
     model: nn.Module, data: Splits, val_logits: torch.Tensor, test_logits: torch.Tensor, temperature: float
 ) -> dict[str, float]:
-    """The uncertain threshold chosen on validation, and what it makes of the test set (test_figures) and of the
-    held-out outliers: what validation says of the not-a-digit training. Training records them, and `train.py
-    remeasure` again when the preprocessing changes what validation's uploads become."""
-    uncertain_below = threshold(model, data, val_logits, temperature)
-    measured = test_figures(test_logits, data.test_y.cpu(), temperature, uncertain_below)
+    """The uncertain and not-a-digit thresholds chosen on validation, the share of validation digits they flag
+    together, and what they make of the test set (test_figures) and of the held-out outliers: what validation
+    says of the not-a-digit training. Training records them, and `train.py remeasure` again when the
+    preprocessing changes what validation's uploads become."""
+    digits = validation_digits(model, data, val_logits)
+    below = thresholds(digits, temperature)
+    below = round(below[0], 4), round(below[1], 4)
     assert data.val_outlier_x is not None, "the splits come with their outliers"
-    val_outlier_probs = F.softmax(logits(model, data.val_outlier_x) / temperature, 1)
-    flagged = float((val_outlier_probs.max(1).values < uncertain_below).float().mean())
-    return {"uncertain_below": round(uncertain_below, 4), **measured, "val_outliers_flagged": round(flagged, 4)}
+    outliers = flagged(logits(model, data.val_outlier_x), temperature, below)
+    return {
+        "uncertain_below": below[0],
+        "not_a_digit_below": below[1],
+        "val_flagged": round(float(flagged(digits, temperature, below).float().mean()), 4),
+        **test_figures(test_logits, data.test_y.cpu(), temperature, below),
+        "val_outliers_flagged": round(float(outliers.float().mean()), 4),
+    }
 
 
 def metadata_of(summary: dict[str, Any], recipe: Recipe, history: list[dict[str, Any]], images: int) -> dict[str, str]:

@@ -47,6 +47,8 @@ def test_smoke_run_writes_weights_metadata_and_report(tmp_path):
         "torch_version",
         "temperature",
         "uncertain_below",
+        "not_a_digit_below",
+        "val_flagged",
         "ece_before",
         "ece_after",
         "teacher_test_accuracy",

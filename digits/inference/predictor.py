@@ -148,9 +148,8 @@ class Predictor:
         energy = self.temperature * (largest + np.log(total))[:, 0]
         probs = (odds / total).tolist()
         predictions = []
-        for row, image, low in zip(probs, images, (energy < self.not_a_digit_below).tolist(), strict=True):
+        for row, image, not_a_digit in zip(probs, images, (energy < self.not_a_digit_below).tolist(), strict=True):
             top = max(row)
-            not_a_digit = bool(low)
             uncertain = top < self.uncertain_below or not_a_digit
             digit = row.index(top)
             rounded = [round(p, 6) for p in row]

@@ -44,8 +44,9 @@ def chosen_on_validation(
     says of the not-a-digit training. Training records them, and `train.py remeasure` again when the
     preprocessing changes what validation's uploads become."""
     digits = validation_digits(model, data, val_logits)
-    below = thresholds(digits, temperature)
-    below = round(below[0], 4), round(below[1], 4)
+    # Rounded as the metadata records them, so that every figure below is what the service answers with them.
+    uncertain_below, not_a_digit_below = thresholds(digits, temperature)
+    below = round(uncertain_below, 4), round(not_a_digit_below, 4)
     assert data.val_outlier_x is not None, "the splits come with their outliers"
     outliers = flagged(logits(model, data.val_outlier_x), temperature, below)
     return {

@@ -32,6 +32,7 @@ from digits.imaging.png import encode
 from digits.inference.predictor import Predictor
 from digits.inference.weights import DEFAULT_WEIGHTS
 from digits.training import dataset, report
+from digits.training.calibration import energy
 from digits.training.recipe import Recipe
 from digits.training.splits import load_splits, with_outliers
 
@@ -65,13 +66,12 @@ class Scorer:
         probs /= probs.sum(1, keepdims=True)
         ranked = np.sort(probs, 1)
         top = logits.max(1)
-        largest = scaled.max(1)
         apart = features[:, None] - self.means[None]
         distance = np.einsum("nck,kl,ncl->nc", apart, self.precision, apart).min(1)
         return {
             "confidence": ranked[:, -1],
             "top two": ranked[:, -1] + ranked[:, -2],
-            "energy": self.predictor.temperature * (largest + np.log(np.exp(scaled - largest[:, None]).sum(1))),
+            "energy": energy(torch.from_numpy(logits), self.predictor.temperature).numpy(),
             "max logit": top,
             "Mahalanobis": -distance,
         }

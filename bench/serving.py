@@ -196,9 +196,8 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
 
     from digits.feedback.ids import PredictionIds
     from digits.imaging.decode import decode
-    from digits.imaging.fit import fit_and_centre
+    from digits.imaging.fit import prepared
     from digits.imaging.groups import several_digits
-    from digits.imaging.ink import ink_map
     from digits.imaging.png import to_png
     from digits.service.observability import IN_PROGRESS, LATENCY, PREDICTIONS, REQUESTS
     from digits.service.schemas import PredictionOut
@@ -225,8 +224,7 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
             await anyio.to_thread.run_sync(int)
 
     image = decode(png)
-    ink = ink_map(image)
-    x = fit_and_centre(ink)
+    x = prepared(image)[0]
     p = predictor.predict(png)
     small = to_png(p.image)
     ids = PredictionIds(b"a bench secret of 32 bytes......", 3600)
@@ -256,8 +254,7 @@ def step_costs(png: bytes, repeats: int) -> list[tuple[str, float]]:
         LATENCY.labels("/predict").observe(0.01)
 
     def preprocess() -> None:
-        fit_and_centre(ink_map(image))
-        several_digits(ink)
+        several_digits(prepared(image)[1])
 
     def encode() -> None:
         adapter.dump_json(adapter.validate_python(answer))

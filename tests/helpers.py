@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from digits.imaging.fit import ink_box
 from digits.imaging.png import encode
+from digits.training import redraw
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,3 +170,10 @@ def _in_a_shadows_edge(ink: np.ndarray, rng: np.random.Generator) -> bytes:
 def _photo(levels: np.ndarray) -> bytes:
     """Grey levels as a phone's colour JPEG."""
     return encode(Image.fromarray(np.clip(levels, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=85)
+
+
+def realism_uploads(mnist_test, per_condition: int = 4) -> list[bytes]:
+    """A few test digits drawn in each of the realism benchmark's conditions (redraw.conditions), seeded."""
+    rng = np.random.default_rng(3)
+    digits = mnist_test[0][:per_condition]
+    return [render(redraw.skeleton(d), rng) for _, render in redraw.conditions().values() for d in digits]

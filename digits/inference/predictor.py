@@ -13,9 +13,8 @@ from safetensors import SafetensorError, safe_open
 from digits.i18n.message import N_
 from digits.imaging.decode import DEFAULT_MAX_PIXELS, load, open_image
 from digits.imaging.errors import ImageError
-from digits.imaging.fit import fit_and_centre
+from digits.imaging.fit import prepared
 from digits.imaging.groups import several_digits
-from digits.imaging.ink import ink_map
 from digits.inference.forward import Forward
 from digits.inference.weights import (
     DEFAULT_WEIGHTS,
@@ -131,8 +130,8 @@ class Predictor:
             im, cost = open_image(data, self.max_pixels)
             if cost > budget_ms:
                 return None
-            x = ink_map(load(im))
-            return fit_and_centre(x), several_digits(x)
+            x, ink = prepared(load(im))
+            return x, several_digits(ink)
         except ImageError as e:
             error = copy.copy(e)
         # Raised afresh, outside the handler, so that it carries no traceback, cause or context: those hold the

@@ -8,7 +8,7 @@ from digits.imaging.decode import decode
 from digits.imaging.fit import ink_box, one_pen
 from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _surroundings, ink_map
 from digits.imaging.png import encode
-from digits.training import redraw
+from tests.helpers import realism_uploads
 
 
 def test_a_crop_already_boxed_is_what_pillows_resize_returns(mnist_test):
@@ -22,12 +22,6 @@ def test_a_crop_already_boxed_is_what_pillows_resize_returns(mnist_test):
             resized = np.asarray(Image.fromarray(crop).resize(crop.shape[::-1], Image.Resampling.BILINEAR))
             assert resized.tobytes() == crop.tobytes()
     assert boxed > 9_000  # the shortcut is the usual way for MNIST-style uploads
-
-
-def realism_uploads(mnist_test, per_condition: int = 4) -> list[bytes]:
-    rng = np.random.default_rng(3)
-    digits = mnist_test[0][:per_condition]
-    return [render(redraw.skeleton(d), rng) for _, render in redraw.conditions().values() for d in digits]
 
 
 def test_the_extremes_are_what_partition_finds(mnist_test):

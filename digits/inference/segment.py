@@ -49,7 +49,7 @@ WIDER, CUT = 3.0, 5.0
 # A piece that the classifier calls "not a digit" pays NOT_ONE more: it learnt to doubt two digits squeezed into
 # one box, and a 1 that touches its neighbour made a group read as one digit (41 as a 4, 61 as a 6). On 500
 # numbers of training digits in each style (paper, photo, shadow, canvas), touching read exactly 85.4-85.8%
-# rather than 84.4-85.0%, and apart the same (92.2-95.2%); 1 read the same, 2 split more apart numbers in three.
+# rather than 84.4-85.0%, and apart the same (92.2-95.2%); 1 read the same, 2 read fewer apart in every style.
 # Of 1,000 on paper (half apart), 97 were misread rather than 102; the count's doubt (DOUBT) left 53 of them
 # unflagged rather than 52, and flagged 59 read right rather than 68.
 NOT_ONE = 0.5

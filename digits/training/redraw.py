@@ -10,7 +10,8 @@ changes only what the condition changes:
   page     the upload page's own canvas and pen (static/app.js), the hand moving over 10% to 90% of the pad
   photo    a photographed sheet: a vignette, a soft or hard shadow over a corner, a gradient of light or a dim
            room, on plain, lined or squared paper or a sheet on a desk, with sensor noise and JPEG compression;
-           and "anyhow", each of these at random, in colour, the phone tilted, blurred, at any JPEG quality
+           and "anyhow", each of these at random, in colour, the digit small or close up in any pen, the phone
+           tilted, blurred, at any JPEG quality
   scan     a digit captured 8 to 16 px tall, as a cheap scanner or a thumbnail holds it, and blown up again
   slant    slanted and rotated digits
 train.py validates on training digits drawn this way (validation_uploads); the benchmark measures on test
@@ -44,6 +45,11 @@ TRAIN_HEIGHT = 40  # px: twice the 20 px the fit makes of it, so the pen's edge 
 PAD_SHARES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 0.9)  # 0.9 and the pen's width fill the pad
 LIGHTS = ("vignette", "shadow", "hard shadow", "gradient", "dim")
 PAPERS = ("plain", "lined", "squared", "on a desk")
+# A photo's digit: its height a share of the frame's, its pen a share of that. "anyhow" draws them more widely,
+# the pen log-uniform: from a ballpoint held far off to a marker close up, most of the frame's height.
+PHOTO_HEIGHTS, PHOTO_PENS = (0.3, 0.6), (0.05, 0.12)
+ANYHOW_HEIGHTS, ANYHOW_PENS = (0.2, 0.7), (0.03, 0.2)
+TILT = 0.08  # "anyhow" moves each corner of the frame in by up to this share of its sides
 SCANS = ((8, 11), (12, 16))  # px: the digit's height as captured, a thumbnail's to a cheap scanner's
 
 
@@ -155,11 +161,20 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str, anyh
     """A phone photo of a digit on paper, 640×480, JPEG: uneven light of the kind `light` (LIGHTS, or "even"),
     ruled as `paper`. The digit's place and pen depend on the generator's state only, not on `light`. `anyhow`
     draws what the conditions leave grey and straight at random too (_anyhow): the colours of the ink, the
-    paper and the light, the phone's tilt, a blur, and the JPEG's quality."""
+    paper and the light, the phone's tilt, a blur, and the JPEG's quality; and the digit's size and pen, and the
+    sensor's noise, more widely."""
     h, w = 480, 640
-    height = rng.uniform(0.3, 0.6) * h
-    pen = rng.uniform(0.05, 0.12) * height
+    if anyhow:
+        height = rng.uniform(*ANYHOW_HEIGHTS) * h
+        pen = np.exp(rng.uniform(*np.log(ANYHOW_PENS))) * height
+    else:
+        height = rng.uniform(*PHOTO_HEIGHTS) * h
+        pen = rng.uniform(*PHOTO_PENS) * height
     centre = (h / 2 + rng.uniform(-0.15, 0.15) * h, w / 2 + rng.uniform(-0.25, 0.25) * w)
+    if anyhow:  # inside what the tilted frame sees (_anyhow), however large: close up, it has less room to move
+        frame = np.array([h, w]) * (1 - 2 * TILT)
+        room = np.maximum((frame - [height, (skel.right - skel.left) / skel.height * height] - pen) / 2, 0)
+        centre = tuple(np.array([h, w]) / 2 + np.clip(np.subtract(centre, [h / 2, w / 2]), -room, room))
     ink = draw(skel, (h, w), height, pen, centre)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     ys, xs = ys / h - 0.5, xs / w - 0.5
@@ -189,11 +204,12 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str, anyh
         reflect[rows] *= line
         if ruling == "squared":
             reflect[(xs * w) % step < width] *= line
-    if anyhow:
-        return _anyhow(reflect, ink, lighting, rng, _sensor(light, rng))
-    reflect += (rng.uniform(0.05, 0.25) - reflect) * ink
+    if not anyhow:  # which inks its own colour
+        reflect += (rng.uniform(0.05, 0.25) - reflect) * ink
     if paper == "on a desk":
         reflect = _on_desk(reflect, height, centre, rng)
+    if anyhow:
+        return _anyhow(reflect, ink, lighting, rng, _sensor(light, rng) * rng.uniform(0.5, 1.5))
     noise = _sensor(light, rng)
     gray = reflect * lighting + rng.normal(0, noise, (h, w))
     return _jpeg(gray, int(rng.integers(70, 92)))
@@ -216,10 +232,10 @@ def _anyhow(paper: np.ndarray, ink: np.ndarray, lighting: np.ndarray, rng: np.ra
     sheet = paper[..., None] * tint
     sheet += (pen - sheet) * ink[..., None]
     rgb = sheet * (lighting[..., None] * light / light.max())
-    # Each corner of the frame sees a point of the sheet moved in by up to 8% of each side, and a homography
+    # Each corner of the frame sees a point of the sheet moved in by up to TILT of each side, and a homography
     # maps every pixel of the frame onto the sheet.
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-    seen = corners + rng.uniform(0, 0.08, (4, 2)) * [w, h] * [[1, 1], [-1, 1], [-1, -1], [1, -1]]
+    seen = corners + rng.uniform(0, TILT, (4, 2)) * [w, h] * [[1, 1], [-1, 1], [-1, -1], [1, -1]]
     tilted = warp(rgb, ProjectiveTransform.from_estimate(corners, seen), order=1, mode="edge")
     blurred = ndimage.gaussian_filter(tilted, (*[rng.uniform(0, 1.5)] * 2, 0))
     return _jpeg(blurred + rng.normal(0, noise, blurred.shape), int(rng.integers(40, 96)))
@@ -248,10 +264,10 @@ def _on_desk(reflect: np.ndarray, height: float, centre: tuple[float, float], rn
 
 
 def anyhow(skel: Skeleton, rng: np.random.Generator) -> bytes:
-    """A phone photo with every condition drawn at random: any light of LIGHTS or none, plain, lined or squared
-    paper, and the colours, tilt, blur and JPEG quality of photo(anyhow=True)."""
+    """A phone photo with every condition drawn at random: any light of LIGHTS or none, any paper of PAPERS, and
+    the colours, tilt, blur, JPEG quality, size, pen and noise of photo(anyhow=True)."""
     light = (*LIGHTS, "even")[rng.integers(len(LIGHTS) + 1)]
-    return photo(skel, rng, light, PAPERS[rng.integers(3)], anyhow=True)
+    return photo(skel, rng, light, PAPERS[rng.integers(len(PAPERS))], anyhow=True)
 
 
 def scanned(skel: Skeleton, rng: np.random.Generator, low: int, high: int) -> bytes:

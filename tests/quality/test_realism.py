@@ -64,15 +64,17 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 
 def test_a_photo_drawn_anyhow(rows):
-    # Any light, paper, ink and paper colour, tilt, blur and JPEG quality: 97.2% read right on 500 digits, 2.2%
-    # flagged, 1.4% "not a digit", 0.8% "several digits" (1.4% while a piece of a digit was judged beside the
-    # median mark's height); 96.8% and 4.2% flagged while specks astray were ink,
-    # 96.0% and 5.8% flagged while a rule had to have two others, 92.4%, 11.0%, 9.2% and 1.6% while rules were
-    # searched only where they crossed 80% of the frame at ±6°, and 75.0%, 34.4%, 33.6% and 0.6% while all of a
-    # page's rules had to share one slope. Held where it is, so that it doesn't slip back.
+    # Any light and paper, a desk included, ink and paper colour, tilt, blur, JPEG quality, the digit small or close
+    # up in any pen: 96.4% read right on 500 digits, 3.0% flagged, 1.8% "not a digit", 0.0% "several digits".
+    # Drawn as the other photos, on plain, lined or squared paper: 98.0%, 1.8% flagged, 0.8% "not a digit", 0.8%
+    # "several digits" (1.4% while a piece of a digit was judged beside the median mark's height); 96.8% and 4.2%
+    # flagged while specks astray were ink, 96.0% and 5.8% flagged while a rule had to have two others, 92.4%,
+    # 11.0%, 9.2% and 1.6% while rules were searched only where they crossed 80% of the frame at ±6°, and 75.0%,
+    # 34.4%, 33.6% and 0.6% while all of a page's rules had to share one slope. Held where it is, so that it
+    # doesn't slip back.
     row = rows["photo, anyhow"]
-    assert row["accuracy"] >= 0.972 - chance(0.028, DIGITS), row
-    assert row["flagged"] <= 0.022 + chance(0.022, DIGITS), row
+    assert row["accuracy"] >= 0.964 - chance(0.036, DIGITS), row
+    assert row["flagged"] <= 0.030 + chance(0.030, DIGITS), row
     assert row["several"] <= 0.008 + chance(0.008, DIGITS), row
 
 
@@ -85,13 +87,14 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
     # Where a hard shadow's edge meets the sheet's, what is left of the desk is still found as ink now and then
-    # (docs/model.md): 96.2-97.4% read right on 500 digits, 0.2-0.8% "several digits", under a hard shadow the
-    # least; the dim desk 96.2% and 1.6% while pinholes passed for ink; 93.0-97.4% while the desk in the shadow
+    # (docs/model.md): 96.6-97.8% read right on 500 digits, 0.2-0.6% "several digits", under a hard shadow the
+    # least (96.4% and 0.8% while the desk's grain that the frame cut was ink where the gain was at its cap); the
+    # dim desk 96.2% and 1.6% while pinholes passed for ink; 93.0-97.4% while the desk in the shadow
     # between the sheet and the lit desk passed for a stroke (the hard shadow 93.0%, 2.8% "several digits"),
     # 92.6-97.4% while specks astray were ink (the dim desk 92.6%), 90.6-97.2% while the light's share was taken
     # up to 4 times rather than 3, 84.2-96.4% while its specks were kept, 79.4-93.6% while every mark soft beside
     # the digit was, 69.6-79.2% while rules had to cross 80% of the frame at ±6°, 62.8-76.2% while the frame's
     # median set the polarity, and 18-47% before that. Held where it is, so that it doesn't slip back.
     row = rows[photo]
-    assert row["accuracy"] >= 0.962 - chance(0.038, DIGITS), row
+    assert row["accuracy"] >= 0.966 - chance(0.034, DIGITS), row
     assert row["several"] <= 0.008 + chance(0.008, DIGITS), row

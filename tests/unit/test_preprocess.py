@@ -316,6 +316,22 @@ def test_a_desks_wedge_with_more_ink_than_the_digit_is_not_ink():
     assert not several_digits(x)
 
 
+def test_a_dark_desks_grain_that_the_frame_cuts_is_not_ink_however_strong():
+    # A 7 in a grey pencil on a sheet, and beyond its edge a desk darker than a third of the paper, with two
+    # darker streaks of grain running off the frame's edge: the light's share, at its cap of three there, makes
+    # them as strong as the 7, but no shadow leaves paper that dark (ink.DESK). They were a second digit.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(100, 90), (220, 90), (140, 300)], fill=110, width=10, joint="curve")
+    draw.rectangle((330, 0, 511, 383), fill=50)
+    draw.line([(380, 60), (511, 110)], fill=12, width=5)
+    draw.line([(400, 300), (511, 230)], fill=12, width=5)
+    x = ink_map(im)
+    assert not x[:, 335:].any()
+    assert (x[80:310, 90:230] > 0).sum() > 3000
+    assert not several_digits(x)
+
+
 @pytest.mark.parametrize("cut", [0, 80])
 def test_a_desks_wedge_between_the_sheets_edge_and_a_shadows_is_not_ink(cut):
     # A 7 on a sheet turned on a desk, a hard shadow over the corner: where the shadow's edge meets the sheet's, the

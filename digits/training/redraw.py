@@ -204,7 +204,7 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str, anyh
         reflect[rows] *= line
         if ruling == "squared":
             reflect[(xs * w) % step < width] *= line
-    if not anyhow:  # which inks its own colour
+    if not anyhow:  # which inks the digit in a colour of its own (_anyhow)
         reflect += (rng.uniform(0.05, 0.25) - reflect) * ink
     if paper == "on a desk":
         reflect = _on_desk(reflect, height, centre, rng)

@@ -65,7 +65,8 @@ def test_photos_with_uneven_light_and_ruled_paper(rows, photo):
 
 def test_a_photo_drawn_anyhow(rows):
     # Any light and paper, a desk included, ink and paper colour, tilt, blur, JPEG quality, the digit small or close
-    # up in any pen: 96.4% read right on 500 digits, 3.0% flagged, 1.8% "not a digit", 0.0% "several digits".
+    # up in any pen: 96.8% read right on 500 digits, 2.6% flagged, 1.4% "not a digit", 0.0% "several digits" (96.4%,
+    # 3.0% and 1.8% while a rule alone had to cross 0.6 of the frame, not 0.4).
     # Drawn as the other photos, on plain, lined or squared paper: 98.0%, 1.8% flagged, 0.8% "not a digit", 0.8%
     # "several digits" (1.4% while a piece of a digit was judged beside the median mark's height); 96.8% and 4.2%
     # flagged while specks astray were ink, 96.0% and 5.8% flagged while a rule had to have two others, 92.4%,
@@ -73,8 +74,8 @@ def test_a_photo_drawn_anyhow(rows):
     # 34.4%, 33.6% and 0.6% while all of a page's rules had to share one slope. Held where it is, so that it
     # doesn't slip back.
     row = rows["photo, anyhow"]
-    assert row["accuracy"] >= 0.964 - chance(0.036, DIGITS), row
-    assert row["flagged"] <= 0.030 + chance(0.030, DIGITS), row
+    assert row["accuracy"] >= 0.968 - chance(0.032, DIGITS), row
+    assert row["flagged"] <= 0.026 + chance(0.026, DIGITS), row
     assert row["several"] <= 0.008 + chance(0.008, DIGITS), row
 
 
@@ -87,7 +88,7 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 @pytest.mark.parametrize("photo", [name for name in PHOTOS if name.endswith("on a desk")])
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
     # Where a hard shadow's edge meets the sheet's, what is left of the desk is still found as ink now and then
-    # (docs/model.md): 96.6-97.8% read right on 500 digits, 0.2-0.6% "several digits", under a hard shadow the
+    # (docs/model.md): 96.8-97.8% read right on 500 digits, 0.2-0.6% "several digits", under a hard shadow the
     # least (96.4% and 0.8% while the desk's grain that the frame cut was ink where the gain was at its cap); the
     # dim desk 96.2% and 1.6% while pinholes passed for ink; 93.0-97.4% while the desk in the shadow
     # between the sheet and the lit desk passed for a stroke (the hard shadow 93.0%, 2.8% "several digits"),
@@ -96,5 +97,5 @@ def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
     # the digit was, 69.6-79.2% while rules had to cross 80% of the frame at ±6°, 62.8-76.2% while the frame's
     # median set the polarity, and 18-47% before that. Held where it is, so that it doesn't slip back.
     row = rows[photo]
-    assert row["accuracy"] >= 0.966 - chance(0.034, DIGITS), row
+    assert row["accuracy"] >= 0.968 - chance(0.032, DIGITS), row
     assert row["several"] <= 0.008 + chance(0.008, DIGITS), row

@@ -425,15 +425,18 @@ def test_a_faint_piece_of_a_digit_is_ink_where_the_light_is_even():
     assert found[:, 265:286].sum() > 2000
 
 
-def test_a_lone_faint_rule_across_the_frame_is_not_ink():
+@pytest.mark.parametrize("rules", [[((20, 228), (500, 238))], [((100, 228), (400, 228)), ((100, 288), (400, 288))]])
+def test_a_lone_faint_rule_across_the_frame_is_not_ink(rules):
     # A rule left alone: the rest of the sheet's rules too faint to be ink, this one darker where the light or
-    # the blur left it, thin and faint beside the digit, across most of the frame and the digit's loop.
+    # the blur left it, thin and faint beside the digit, across most of the frame and the digit's loop. Or two,
+    # across a small note, about half the frame: no longer than the note is wide.
     im = Image.new("L", (512, 384), 225)
     truth = Image.new("L", (512, 384), 0)
     for canvas, fill in ((im, 30), (truth, 255)):
         ImageDraw.Draw(canvas).ellipse((180, 170, 300, 300), outline=fill, width=12)
         ImageDraw.Draw(canvas).line([(190, 230), (260, 60)], fill=fill, width=12)
-    ImageDraw.Draw(im).line([(20, 228), (500, 238)], fill=170, width=1)
+    for rule in rules:
+        ImageDraw.Draw(im).line(rule, fill=170, width=1)
     found, digit = ink_map(im) > 0, np.asarray(truth) > 0
     assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
     assert (found & digit).sum() > 0.9 * digit.sum()

@@ -89,9 +89,10 @@ def test_a_digit_scanned_small_and_blown_up(rows, scan):
 def test_a_sheet_on_a_desk_is_the_known_weakness(rows, photo):
     # Where a hard shadow's edge meets the sheet's, what is left of the desk is still found as ink now and then
     # (docs/model.md): 96.8-97.8% read right on 500 digits, 0.2-0.6% "several digits", under a hard shadow the
-    # least (96.4% and 0.8% while the desk's grain that the frame cut was ink where the gain was at its cap); the
-    # dim desk 96.2% and 1.6% while pinholes passed for ink; 93.0-97.4% while the desk in the shadow
-    # between the sheet and the lit desk passed for a stroke (the hard shadow 93.0%, 2.8% "several digits"),
+    # least (96.6% while a rule alone had to cross 0.6 of the frame, 96.4% and 0.8% while the desk's grain that the
+    # frame cut was ink where the gain was at its cap); the dim desk 96.2% and 1.6% while pinholes passed for ink;
+    # 93.0-97.4% while the desk in the shadow between the sheet and the lit desk passed for a stroke (the hard
+    # shadow 93.0%, 2.8% "several digits"),
     # 92.6-97.4% while specks astray were ink (the dim desk 92.6%), 90.6-97.2% while the light's share was taken
     # up to 4 times rather than 3, 84.2-96.4% while its specks were kept, 79.4-93.6% while every mark soft beside
     # the digit was, 69.6-79.2% while rules had to cross 80% of the frame at ±6°, 62.8-76.2% while the frame's

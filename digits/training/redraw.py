@@ -67,6 +67,11 @@ class Skeleton:
     def height(self) -> float:
         return max(self.bottom - self.top, 1.0)
 
+    @property
+    def aspect(self) -> float:
+        """Its width over its height."""
+        return (self.right - self.left) / self.height
+
 
 def skeleton(digit: np.ndarray) -> Skeleton:
     """The centre line of a 28×28 MNIST digit (uint8, ink bright), with every link between neighbouring
@@ -146,9 +151,8 @@ def on_page(skel: Skeleton, rng: np.random.Generator, share: float) -> bytes:
     height, or of its width for a digit wider than tall (the ink is a pen's width more), anywhere on the pad, in
     #111 with the page's pen for its size. Nobody draws past the pad's edge: a 0 drawn over 90% of the pad's
     height would have run off its sides."""
-    aspect = (skel.right - skel.left) / skel.height
-    height = share * PAD / max(1.0, aspect)
-    width = aspect * height
+    height = share * PAD / max(1.0, skel.aspect)
+    width = skel.aspect * height
     pen = float(np.clip(PAD_PEN_SHARE * max(height, width), *PAD_PENS))
     # Anywhere its ink fits, the pen's soft edge and the pixel its line is rounded to included.
     half_h, half_w = (height + pen) / 2 + 1, (width + pen) / 2 + 1
@@ -173,7 +177,7 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str, anyh
     centre = (h / 2 + rng.uniform(-0.15, 0.15) * h, w / 2 + rng.uniform(-0.25, 0.25) * w)
     if anyhow:  # inside what the tilted frame sees (_anyhow), however large: close up, it has less room to move
         frame = np.array([h, w]) * (1 - 2 * TILT)
-        room = np.maximum((frame - [height, (skel.right - skel.left) / skel.height * height] - pen) / 2, 0)
+        room = np.maximum((frame - [height, skel.aspect * height] - pen) / 2, 0)
         centre = tuple(np.array([h, w]) / 2 + np.clip(np.subtract(centre, [h / 2, w / 2]), -room, room))
     ink = draw(skel, (h, w), height, pen, centre)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -356,7 +360,7 @@ def redrawn(digits: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarr
     out = np.empty((len(digits), 28, 28), dtype=np.float32)
     for i, (digit, pen) in enumerate(zip(digits, pens, strict=True)):
         skel = skeleton(digit)
-        width = (skel.right - skel.left) / skel.height * TRAIN_HEIGHT
+        width = skel.aspect * TRAIN_HEIGHT
         size = (int(TRAIN_HEIGHT + pen) + 4, int(width + pen) + 4)
         out[i] = fit_and_centre(draw(skel, size, TRAIN_HEIGHT, pen, (size[0] / 2, size[1] / 2)))
     return out, labels

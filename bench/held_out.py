@@ -1,0 +1,141 @@
+"""Held-out scenes: what a phone photo of a digit on a sheet often shows beside it, which neither training,
+validation nor the realism benchmark draws. It finds what the service has never been shown; nothing is chosen
+on the test split.
+
+    python bench/held_out.py                      # 200 training digits a scene
+    python bench/held_out.py --digits 500 --split test --only holes,margin
+
+Each scene is a photo as redraw.photo() takes one, 640×480 JPEG, a pen 0.05-0.12 of the digit's height, light
+falling off towards the top and bottom, and beside the digit, drawn at random:
+  holes    a sheet's punched holes along one side, the desk dark through them
+  pen      a pen lying on the sheet above or below the digit, running off the frame
+  margin   squared or lined paper with a notebook's margin, a darker vertical line, left of the digit
+  fold     a fold across the sheet, a faint line with a highlight beside it
+  dots     dot-grid paper
+"""
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from digits.imaging.errors import ImageError
+from digits.imaging.png import encode
+from digits.inference.predictor import Predictor
+from digits.training import dataset, redraw
+
+H, W = 480, 640
+Grid = tuple[np.ndarray, np.ndarray]  # the row and the column of every pixel
+
+
+@dataclass(frozen=True)
+class Digit:
+    """Where the digit lies in the frame: its height and width in pixels, and its middle (row, column)."""
+
+    height: float
+    width: float
+    centre: tuple[float, float]
+
+
+# Each scene changes the sheet's reflectance in place, beside the digit.
+Scene = Callable[[np.ndarray, Grid, Digit, np.random.Generator], None]
+
+
+def _disk(ys: np.ndarray, xs: np.ndarray, y: float, x: float, r: float) -> np.ndarray:
+    return np.clip(r + 0.5 - np.hypot(ys - y, xs - x), 0, 1)
+
+
+def holes(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    x = W / 2 + rng.choice([-1, 1]) * rng.uniform(0.38, 0.46) * W
+    r, desk = rng.uniform(0.025, 0.04) * H, rng.uniform(0.1, 0.5)
+    for y in (0.2 * H, 0.5 * H, 0.8 * H):
+        sheet += (desk - sheet) * _disk(*grid, y, x, r)
+
+
+def pen(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    ys, xs = grid
+    y = digit.centre[0] + rng.choice([-1, 1]) * (digit.height / 2 + rng.uniform(0.1, 0.3) * H)
+    turn = rng.uniform(-0.4, 0.4)
+    across = (ys - y) * np.cos(turn) - (xs - W / 2) * np.sin(turn)
+    along = (xs - W / 2) * np.cos(turn) + (ys - y) * np.sin(turn)
+    half = rng.uniform(0.05, 0.15) * digit.height  # a pen's body, 0.1-0.3 of the digit's height across
+    body = np.clip(half + 0.5 - np.abs(across), 0, 1) * (along > rng.uniform(-0.2, 0.3) * W)
+    sheet += (rng.uniform(0.05, 0.4) - sheet) * body
+
+
+def margin(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    ys, xs = grid
+    step, rule, width = H * rng.uniform(0.05, 0.08), rng.uniform(0.6, 0.8), rng.uniform(1, 2.2)
+    sheet[(ys % step) < width] *= rule
+    if rng.random() < 0.5:  # squared, as a Russian school notebook is
+        sheet[(xs % step) < width] *= rule
+    x = digit.centre[1] - digit.width / 2 - rng.uniform(0.2, 1.0) * digit.height
+    sheet *= 1 - rng.uniform(0.2, 0.55) * np.clip(0.5 + rng.uniform(0.75, 2) - np.abs(xs - x), 0, 1)
+
+
+def fold(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    ys, xs = grid
+    turn = rng.uniform(0, np.pi)
+    off = (xs - W / 2) * np.cos(turn) + (ys - H / 2) * np.sin(turn) - rng.uniform(-0.3, 0.3) * H
+    crease = rng.uniform(0.05, 0.2) * np.exp(-((off / rng.uniform(0.7, 2)) ** 2))
+    sheet *= 1 - crease + 0.05 * np.exp(-(((off - 2.5) / 1.5) ** 2))
+
+
+def dots(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    step, r = H * rng.uniform(0.05, 0.08), rng.uniform(0.8, 1.8)
+    sheet *= 1 - rng.uniform(0.2, 0.45) * _disk(grid[0] % step, grid[1] % step, step / 2, step / 2, r)
+
+
+SCENES: dict[str, Scene] = {"holes": holes, "pen": pen, "margin": margin, "fold": fold, "dots": dots}
+
+
+def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> bytes:
+    """A photo of the digit on a sheet with the scene beside it."""
+    height = rng.uniform(0.3, 0.6) * H
+    digit = Digit(
+        height, skel.aspect * height, (H / 2 + rng.uniform(-0.15, 0.15) * H, W / 2 + rng.uniform(-0.2, 0.2) * W)
+    )
+    ink = redraw.draw(skel, (H, W), height, rng.uniform(0.05, 0.12) * height, digit.centre)
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    grid = (ys, xs)
+    sheet = np.full((H, W), rng.uniform(0.8, 0.95), np.float32)
+    scene(sheet, grid, digit, rng)
+    sheet += (rng.uniform(0.05, 0.25) - sheet) * ink
+    lighting = 1 - rng.uniform(0.4, 1.0) * (ys / H - 0.5) ** 2
+    gray = np.clip(np.rint((sheet * lighting + rng.normal(0, 0.015, (H, W))) * 255), 0, 255).astype(np.uint8)
+    return encode(gray, "JPEG", quality=int(rng.integers(70, 92)))
+
+
+def main(args: argparse.Namespace) -> None:
+    images, targets = dataset.load(train=args.split == "train")[:2]
+    pick = np.random.default_rng(args.seed).permutation(len(images))[: args.digits]
+    digits, labels = images.numpy()[pick], targets.numpy()[pick]
+    predictor = Predictor()
+    print(f"{args.digits} {args.split} digits a scene, seed {args.seed}\n")
+    print('| scene | read right | flagged | "not a digit" | "several digits" |')
+    print("| --- | --- | --- | --- | --- |")
+    for name in args.only.split(",") if args.only else SCENES:
+        rng = np.random.default_rng(args.seed)
+        uploads = [photo(redraw.skeleton(d), rng, SCENES[name]) for d in digits]
+        counts = np.zeros(4)
+        for p, label in zip(predictor.predict_many(uploads), labels, strict=True):
+            counts += (
+                (False, True, True, False)
+                if isinstance(p, ImageError)
+                else (p.digit == label, p.uncertain, p.not_a_digit, p.several)
+            )
+        print(f"| {name} | " + " | ".join(f"{100 * c / len(digits):.1f}%" for c in counts) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--digits", type=int, default=200, help="digits a scene (default 200)")
+    parser.add_argument("--split", choices=("train", "test"), default="train", help="whose digits (default train)")
+    parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--only", help="scenes to draw, comma-separated (default all)")
+    main(parser.parse_args())

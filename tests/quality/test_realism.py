@@ -4,7 +4,7 @@ the shipped weights (bench/realism.py on fewer digits; docs/model.md's table com
 import numpy as np
 import pytest
 
-from digits.inference.predictor import Predictor
+from digits.inference.predictor import Prediction, Predictor
 from digits.training import redraw
 from tests.helpers import bench_module, chance
 
@@ -31,7 +31,7 @@ def holds(row: dict[str, float], accuracy: float, flagged: float, not_a_digit: f
 @pytest.mark.parametrize("pen", [p for p in redraw.PENS if p <= 0.25])
 def test_every_pen_reads_as_well_as_mnists_own(rows, pen):
     # Goals: within 0.5 points of MNIST's pen, at most 2% flagged, at most 0.5% "not a digit". The last is missed
-    # (0.8% to 1.4% measured on 500 digits), so it is held to 1%.
+    # (0.6% to 1.2% measured on 500 digits), so it is held to 1%.
     holds(rows[f"pen {pen:.2f}"], rows["pen 0.12"]["accuracy"] - 0.005, 0.02, 0.01)
 
 
@@ -77,6 +77,22 @@ def test_a_photo_drawn_anyhow(rows):
     assert row["accuracy"] >= 0.968 - chance(0.032, DIGITS), row
     assert row["flagged"] <= 0.026 + chance(0.026, DIGITS), row
     assert row["several"] <= 0.008 + chance(0.008, DIGITS), row
+
+
+def test_a_sheets_punched_holes_are_no_digits(mnist_test):
+    # Three holes along the sheet's edge, the desk dark through them (bench/held_out.py): 98.0% read right on 500
+    # digits, 0.8% flagged, 0.2% "several digits"; 41.5% and 55.5% "several digits" of training digits while a dot
+    # was as much ink as a stroke.
+    images, labels = mnist_test
+    pick = np.random.default_rng(0).permutation(len(images))[:DIGITS]
+    held_out, rng = bench_module("held_out"), np.random.default_rng(0)
+    uploads = [held_out.photo(redraw.skeleton(d), rng, held_out.holes) for d in images[pick]]
+    answers = Predictor().predict_many(uploads)
+    read = [(p.digit, p.several) if isinstance(p, Prediction) else (-1, False) for p in answers]
+    right = np.mean([digit == label for (digit, _), label in zip(read, labels[pick], strict=True)])
+    several = np.mean([several for _, several in read])
+    assert right >= 0.98 - chance(0.02, DIGITS), right
+    assert several <= 0.01 + chance(0.01, DIGITS), several
 
 
 @pytest.mark.parametrize("scan", [name for name, (group, _) in redraw.conditions().items() if group == "scan"])

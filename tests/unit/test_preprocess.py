@@ -316,6 +316,20 @@ def test_a_desks_wedge_with_more_ink_than_the_digit_is_not_ink():
     assert not several_digits(x)
 
 
+def test_a_sheets_punched_holes_are_not_ink():
+    # A 7 in a ballpoint's pen on a sheet whose punched holes show a dark desk through them along its edge: each
+    # as dark as the ink and as large as a piece of a digit, but a dot, no longer than it is wide, not a stroke.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(140, 90), (260, 90), (180, 300)], fill=30, width=8, joint="curve")
+    for y in (70, 190, 310):
+        draw.ellipse((450, y - 14, 478, y + 14), fill=60)
+    x = ink_map(im)
+    assert not x[:, 440:].any()
+    assert (x[80:310, 130:270] > 0).sum() > 1500
+    assert not several_digits(x)
+
+
 def test_a_dark_desks_grain_that_the_frame_cuts_is_not_ink_however_strong():
     # A 7 in a grey pencil on a sheet, and beyond its edge a desk darker than a third of the paper, with two
     # darker streaks of grain running off the frame's edge: the light's share, at its cap of three there, makes

@@ -456,6 +456,19 @@ def test_a_lone_faint_rule_across_the_frame_is_not_ink(rules):
     assert (found & digit).sum() > 0.9 * digit.sum()
 
 
+def test_a_notebooks_margin_is_not_ink():
+    # The margin down a school notebook's page, left of the digit and across the whole frame: darker than its rules,
+    # 0.55 of the digit's ink, and alone. Under half of it was the limit, and the margin widened the crop.
+    im = Image.new("L", (512, 384), 225)
+    truth = Image.new("L", (512, 384), 0)
+    for canvas, fill in ((im, 30), (truth, 255)):
+        ImageDraw.Draw(canvas).line([(260, 90), (380, 90), (300, 300)], fill=fill, width=10, joint="curve")
+    ImageDraw.Draw(im).line([(120, 0), (120, 383)], fill=118, width=2)
+    found, digit = ink_map(im) > 0, np.asarray(truth) > 0
+    assert not found[:, 100:140].any()
+    assert (found & digit).sum() > 0.9 * digit.sum()
+
+
 def test_a_long_thin_stroke_alone_is_ink():
     # A 1 in a fine pen across most of a tight crop: as long and thin as a rule, but the strongest ink there is.
     im = Image.new("L", (300, 400), 230)

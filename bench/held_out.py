@@ -24,8 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digits.imaging.errors import ImageError
-from digits.imaging.png import encode
+import realism
 from digits.inference.predictor import Predictor
 from digits.training import dataset, redraw
 
@@ -107,29 +106,19 @@ def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> byte
     scene(sheet, grid, digit, rng)
     sheet += (rng.uniform(0.05, 0.25) - sheet) * ink
     lighting = 1 - rng.uniform(0.4, 1.0) * (ys / H - 0.5) ** 2
-    gray = np.clip(np.rint((sheet * lighting + rng.normal(0, 0.015, (H, W))) * 255), 0, 255).astype(np.uint8)
-    return encode(gray, "JPEG", quality=int(rng.integers(70, 92)))
+    return redraw.jpeg(sheet * lighting + rng.normal(0, 0.015, (H, W)), int(rng.integers(70, 92)))
 
 
 def main(args: argparse.Namespace) -> None:
     images, targets = dataset.load(train=args.split == "train")[:2]
     pick = np.random.default_rng(args.seed).permutation(len(images))[: args.digits]
     digits, labels = images.numpy()[pick], targets.numpy()[pick]
-    predictor = Predictor()
-    print(f"{args.digits} {args.split} digits a scene, seed {args.seed}\n")
-    print('| scene | read right | flagged | "not a digit" | "several digits" |')
-    print("| --- | --- | --- | --- | --- |")
+    predictor, rows = Predictor(), {}
     for name in args.only.split(",") if args.only else SCENES:
         rng = np.random.default_rng(args.seed)
         uploads = [photo(redraw.skeleton(d), rng, SCENES[name]) for d in digits]
-        counts = np.zeros(4)
-        for p, label in zip(predictor.predict_many(uploads), labels, strict=True):
-            counts += (
-                (False, True, True, False)
-                if isinstance(p, ImageError)
-                else (p.digit == label, p.uncertain, p.not_a_digit, p.several)
-            )
-        print(f"| {name} | " + " | ".join(f"{100 * c / len(digits):.1f}%" for c in counts) + " |", flush=True)
+        rows[name] = dict(zip(realism.COLUMNS, realism.answers(predictor, uploads, labels).mean(0), strict=True))
+    print(f"{args.digits} {args.split} digits a scene, seed {args.seed}\n\n{realism.table(rows)}")
 
 
 if __name__ == "__main__":

@@ -46,13 +46,18 @@ def measure(task: tuple[str, int, int, int]) -> tuple[str, np.ndarray]:
     _, render = redraw.conditions()[name]
     rng = np.random.default_rng([seed, start])
     uploads = [render(redraw.skeleton(d), rng) for d in _digits[start:stop]]
-    out = np.zeros((stop - start, 4), dtype=bool)
-    for i, (p, label) in enumerate(zip(_predictor.predict_many(uploads), _labels[start:stop], strict=True)):
+    return name, answers(_predictor, uploads, _labels[start:stop])
+
+
+def answers(predictor: Predictor, uploads: list[bytes], labels: np.ndarray) -> np.ndarray:
+    """Per upload, as COLUMNS: read right, flagged, "not a digit", "several digits"."""
+    out = np.zeros((len(uploads), len(COLUMNS)), dtype=bool)
+    for i, (p, label) in enumerate(zip(predictor.predict_many(uploads), labels, strict=True)):
         if isinstance(p, ImageError):  # no digit found counts as not read, and as not a digit
             out[i] = (False, True, True, False)
         else:
             out[i] = (p.digit == label, p.uncertain, p.not_a_digit, p.several)
-    return name, out
+    return out
 
 
 def run(

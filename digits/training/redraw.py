@@ -132,7 +132,7 @@ def _png(gray: np.ndarray) -> bytes:
     return encode(_pixels(gray))
 
 
-def _jpeg(gray: np.ndarray, quality: int) -> bytes:
+def jpeg(gray: np.ndarray, quality: int) -> bytes:
     return encode(_pixels(gray), "JPEG", quality=quality)
 
 
@@ -216,7 +216,7 @@ def photo(skel: Skeleton, rng: np.random.Generator, light: str, paper: str, anyh
         return _anyhow(reflect, ink, lighting, rng, _sensor(light, rng) * rng.uniform(0.5, 1.5))
     noise = _sensor(light, rng)
     gray = reflect * lighting + rng.normal(0, noise, (h, w))
-    return _jpeg(gray, int(rng.integers(70, 92)))
+    return jpeg(gray, int(rng.integers(70, 92)))
 
 
 def _sensor(light: str, rng: np.random.Generator) -> float:
@@ -242,7 +242,7 @@ def _anyhow(paper: np.ndarray, ink: np.ndarray, lighting: np.ndarray, rng: np.ra
     seen = corners + rng.uniform(0, TILT, (4, 2)) * [w, h] * [[1, 1], [-1, 1], [-1, -1], [1, -1]]
     tilted = warp(rgb, ProjectiveTransform.from_estimate(corners, seen), order=1, mode="edge")
     blurred = ndimage.gaussian_filter(tilted, (*[rng.uniform(0, 1.5)] * 2, 0))
-    return _jpeg(blurred + rng.normal(0, noise, blurred.shape), int(rng.integers(40, 96)))
+    return jpeg(blurred + rng.normal(0, noise, blurred.shape), int(rng.integers(40, 96)))
 
 
 def _on_desk(reflect: np.ndarray, height: float, centre: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
@@ -287,7 +287,7 @@ def scanned(skel: Skeleton, rng: np.random.Generator, low: int, high: int) -> by
     scale = rng.uniform(3, 8)
     resample = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[rng.integers(3)]
     big = np.asarray(small.resize((round(w * scale), round(h * scale)), resample), dtype=np.float32) / 255
-    return _png(big) if rng.random() < 0.5 else _jpeg(big, int(rng.integers(60, 92)))
+    return _png(big) if rng.random() < 0.5 else jpeg(big, int(rng.integers(60, 92)))
 
 
 def slanted(skel: Skeleton, rng: np.random.Generator, kind: str) -> bytes:

@@ -79,17 +79,32 @@ def test_a_photo_drawn_anyhow(rows):
     assert row["several"] <= 0.008 + chance(0.008, DIGITS), row
 
 
-def test_a_sheets_punched_holes_are_no_digits(mnist_test):
-    # Three holes along the sheet's edge, the desk dark through them (bench/held_out.py): 98.0% read right on 500
-    # digits, 0.8% flagged, 0.2% "several digits"; 41.5% and 55.5% "several digits" of training digits while a dot
-    # was as much ink as a stroke.
+def held_out_answers(mnist_test, scene: str) -> np.ndarray:
+    """Read right, flagged, "not a digit" and "several digits", over bench/held_out.py's photos of a scene."""
     images, labels = mnist_test
     pick = np.random.default_rng(0).permutation(len(images))[:DIGITS]
     held_out, rng = bench_module("held_out"), np.random.default_rng(0)
-    uploads = [held_out.photo(redraw.skeleton(d), rng, held_out.holes) for d in images[pick]]
-    right, _, _, several = held_out.realism.answers(Predictor(), uploads, labels[pick]).mean(0)
+    uploads = [held_out.photo(redraw.skeleton(d), rng, held_out.SCENES[scene]) for d in images[pick]]
+    return held_out.realism.answers(Predictor(), uploads, labels[pick]).mean(0)
+
+
+def test_a_sheets_punched_holes_are_no_digits(mnist_test):
+    # Three holes along the sheet's edge, the desk dark through them (bench/held_out.py): 97.5% read right on these
+    # 200 digits, none "several digits" (98.0% and 0.2% on 500); 41.5% and 55.5% "several digits" of training
+    # digits while a dot was as much ink as a stroke.
+    right, _, _, several = held_out_answers(mnist_test, "holes")
     assert right >= 0.98 - chance(0.02, DIGITS), right
     assert several <= 0.01 + chance(0.01, DIGITS), several
+
+
+def test_a_pen_lying_on_the_sheet_is_the_known_weakness(mnist_test):
+    # A pen lying on the sheet, running off the frame (bench/held_out.py): 76.0% read right on these 200 digits,
+    # 16.0% "not a digit", 3.5% "several digits"; 43.5%, 34.0% and 12.5% while a mark that the frame cut was ink
+    # in a pen wider than the digit's. What is left: a pen as thin as the digit's, and one whose end near the frame
+    # the paper's level took in (docs/model.md). Held where it is, so that it doesn't slip back.
+    right, _, _, several = held_out_answers(mnist_test, "pen")
+    assert right >= 0.76 - chance(0.24, DIGITS), right
+    assert several <= 0.035 + chance(0.035, DIGITS), several
 
 
 @pytest.mark.parametrize("scan", [name for name, (group, _) in redraw.conditions().items() if group == "scan"])

@@ -12,6 +12,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   margin   squared or lined paper with a notebook's margin, a darker vertical line, left of the digit
   fold     a fold across the sheet, a faint line with a highlight beside it
   dots     dot-grid paper
+  box      a form's box printed around the digit, 1-3 px wide
 """
 
 import argparse
@@ -90,7 +91,16 @@ def dots(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) 
     sheet *= 1 - rng.uniform(0.2, 0.45) * _disk(grid[0] % step, grid[1] % step, step / 2, step / 2, r)
 
 
-SCENES: dict[str, Scene] = {"holes": holes, "pen": pen, "margin": margin, "fold": fold, "dots": dots}
+def box(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    ys, xs = grid
+    (y, x), pad = digit.centre, rng.uniform(0.1, 0.35) * digit.height
+    half_h, half_w = digit.height / 2 + pad, max(digit.width / 2 + pad, 0.3 * digit.height)
+    width = rng.uniform(1, 3)
+    outside = np.maximum(np.abs(ys - y) - half_h, np.abs(xs - x) - half_w)
+    sheet *= 1 - rng.uniform(0.3, 0.8) * np.clip(width / 2 + 0.5 - np.abs(outside), 0, 1)
+
+
+SCENES: dict[str, Scene] = {"holes": holes, "pen": pen, "margin": margin, "fold": fold, "dots": dots, "box": box}
 
 
 def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> bytes:

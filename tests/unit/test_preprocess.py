@@ -345,6 +345,20 @@ def test_a_pen_lying_on_the_sheet_is_not_ink(body):
     assert body == 8 or not several_digits(x)
 
 
+def test_a_forms_printed_box_is_not_ink():
+    # A 7 in a pen 12 px wide, written in a form's box printed 2 px wide and as dark: too short for rules across
+    # the sheet, and strong, but far finer than the pen that wrote the 7, and as long as the 7 is.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(200, 110), (310, 110), (240, 300)], fill=30, width=12, joint="curve")
+    draw.rectangle((160, 70, 350, 340), outline=40, width=2)
+    x = ink_map(im)
+    assert not x[60:80].any()
+    assert not x[:, 150:170].any()
+    assert (x[100:310, 190:320] > 0).sum() > 2500
+    assert not several_digits(x)
+
+
 def test_a_dark_desks_grain_that_the_frame_cuts_is_not_ink_however_strong():
     # A 7 in a grey pencil on a sheet, and beyond its edge a desk darker than a third of the paper, with two
     # darker streaks of grain running off the frame's edge: the light's share, at its cap of three there, makes

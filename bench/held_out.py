@@ -13,6 +13,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   fold     a fold across the sheet, a faint line with a highlight beside it
   dots     dot-grid paper
   box      a form's box printed around the digit, 1-3 px wide
+  finger   a fingertip holding the sheet, in from the frame's edge, short of the digit
 """
 
 import argparse
@@ -100,7 +101,29 @@ def box(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -
     sheet *= 1 - rng.uniform(0.3, 0.8) * np.clip(width / 2 + 0.5 - np.abs(outside), 0, 1)
 
 
-SCENES: dict[str, Scene] = {"holes": holes, "pen": pen, "margin": margin, "fold": fold, "dots": dots, "box": box}
+def finger(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    r = rng.uniform(0.06, 0.12) * H
+    axis, sign = divmod(int(rng.integers(4)), 2)  # from the top, the bottom, the left or the right edge
+    along, across = grid if axis == 0 else grid[::-1]
+    size, half, centre = (H, W)[axis], (digit.height, digit.width)[axis] / 2, digit.centre[axis]
+    gap = centre - half if sign == 0 else size - centre - half  # between the frame's edge and the digit
+    tip = max(rng.uniform(0.2, 0.8) * gap - r, 0)
+    tip, middle = (tip if sign == 0 else size - tip), rng.uniform(0.15, 0.85) * (W, H)[axis]
+    past = (along - tip) if sign == 0 else (tip - along)  # beyond the tip, away from the frame's edge
+    d = np.hypot(across - middle, np.maximum(past, 0))
+    skin = rng.uniform(0.35, 0.7) * (1 - 0.3 * np.minimum(d / r, 1) ** 2)  # darker towards its sides
+    sheet += (skin - sheet) * np.clip((r - d) / 3, 0, 1)
+
+
+SCENES: dict[str, Scene] = {
+    "holes": holes,
+    "pen": pen,
+    "margin": margin,
+    "fold": fold,
+    "dots": dots,
+    "box": box,
+    "finger": finger,
+}
 
 
 def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> bytes:

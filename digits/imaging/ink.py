@@ -648,7 +648,7 @@ def _without_shading(
     framed = ink & strong & large & ~cut  # in the pen the person wrote with
     lying = cut & framed.any() & (~strong | (pens > ALIKE * pens[framed].max(initial=0)))
     ink &= ~lying
-    widest = pens[strong & ~lying].max()  # of the marks as strong as a digit, which no surface is
+    widest = pens[strong & ~lying].max()  # of the marks as strong as a digit, which no surface or lying pen is
     reach = round(PEN_REACH * widest)
     if rise is not None and reach < _paper_reach(x):
         stroke = values - rise(reach, box)[inked] >= INK_THRESHOLD

@@ -539,16 +539,22 @@ def _riddled(labels: np.ndarray, judged: np.ndarray, pen: float) -> np.ndarray:
     return out
 
 
-def _blobs(labels: np.ndarray, judged: np.ndarray, size: np.ndarray, pen: float) -> np.ndarray:
-    """Which of the `judged` labelled marks, with `size` pixels each, are blobs beside the strokes among them
-    (BLOB, BLOB_SIZE); none where none is a stroke. Only marks short beside the longest, and no more than a disk
-    across their box's shorter side could make a blob of, are looked at: a number's digits never are. Their
-    largest inscribed disks come from one distance transform over the box around them: labelled with 8
-    neighbours, no two marks touch, so each pixel's distance to the paper is its own mark's."""
+def _sides(labels: np.ndarray, judged: np.ndarray) -> np.ndarray:
+    """The shorter and the longer side of the box around each of the `judged` labelled marks; 0 for the rest."""
     boxes = ndimage.find_objects(labels)
     sides = np.zeros((judged.size, 2))
     for k in np.flatnonzero(judged):
         sides[k] = sorted(side.stop - side.start for side in boxes[k - 1])
+    return sides
+
+
+def _blobs(labels: np.ndarray, judged: np.ndarray, size: np.ndarray, sides: np.ndarray, pen: float) -> np.ndarray:
+    """Which of the `judged` labelled marks, with `size` pixels each and their boxes' `sides` (_sides), are blobs
+    beside the strokes among them (BLOB, BLOB_SIZE); none where none is a stroke. Only marks short beside the
+    longest, and no more than a disk across their box's shorter side could make a blob of, are looked at: a
+    number's digits never are. Their largest inscribed disks come from one distance transform over the box around
+    them: labelled with 8 neighbours, no two marks touch, so each pixel's distance to the paper is its own mark's."""
+    sides = np.where(judged[:, None], sides, 0)
     # A disk inside a mark reaches half a pixel past the middle of its shorter side at most.
     looked = judged & (sides[:, 1] < BLOB_SIZE * sides[:, 1].max()) & (size < BLOB * np.pi * (sides[:, 0] + 1) ** 2 / 4)
     if not looked.any():
@@ -566,10 +572,10 @@ def _blobs(labels: np.ndarray, judged: np.ndarray, size: np.ndarray, pen: float)
     return blob & (sides[:, 1] < BLOB_SIZE * sides[strokes, 1].max())
 
 
-def _cut(labels: np.ndarray, box: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
-    """Which of the labelled marks, in `box` of a frame of `shape`, the frame's edge cuts."""
+def _cut(labels: np.ndarray, n: int, box: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
+    """Which of the `n` labelled marks, in `box` of a frame of `shape`, the frame's edge cuts."""
     (top, bottom), (left, right) = ((side.start, side.stop) for side in box)
-    cut = np.zeros(labels.max() + 1, dtype=bool)
+    cut = np.zeros(n + 1, dtype=bool)
     for along, at_frame in (
         (labels[0], top == 0),
         (labels[-1], bottom == shape[0]),
@@ -580,17 +586,11 @@ def _cut(labels: np.ndarray, box: tuple[slice, slice], shape: tuple[int, ...]) -
     return cut
 
 
-def _printed(labels: np.ndarray, judged: np.ndarray, pens: np.ndarray, digit: int) -> np.ndarray:
-    """Which of the `judged` labelled marks, each in a pen of `pens`, are printed lines beside the `digit` mark
-    (THIN); none where no digit is left (0, the paper's label)."""
-    fine = judged & (pens < THIN * pens[digit])
-    if not digit or not fine.any():
-        return np.zeros_like(judged)
-    boxes = ndimage.find_objects(labels)
-    longest = np.zeros(judged.size)
-    for k in np.flatnonzero(fine | (np.arange(judged.size) == digit)):
-        longest[k] = max(side.stop - side.start for side in boxes[k - 1])
-    return fine & (longest >= longest[digit])
+def _printed(judged: np.ndarray, pens: np.ndarray, sides: np.ndarray, digit: int) -> np.ndarray:
+    """Which of the `judged` labelled marks, each in a pen of `pens` and with its box's `sides` (_sides), are
+    printed lines beside the `digit` mark (THIN); none where no digit is left (0, the paper's label, whose pen is
+    0)."""
+    return judged & (pens < THIN * pens[digit]) & (sides[:, 1] >= sides[digit, 1])
 
 
 def _without_shading(
@@ -644,7 +644,7 @@ def _without_shading(
     large = size >= SPECK * size[main]
     pens = _pen_widths(labels, size)
     ink &= ~_stray(inked, marks, size, large, pens[large].min())  # the paper's size is 0: never large
-    cut = _cut(labels, box, x.shape)
+    cut = _cut(labels, n, box, x.shape)
     framed = ink & strong & large & ~cut  # in the pen the person wrote with
     lying = cut & framed.any() & (~strong | (pens > ALIKE * pens[framed].max(initial=0)))
     ink &= ~lying
@@ -663,9 +663,11 @@ def _without_shading(
     if noisy:
         ink &= ~_riddled(labels, ink & large & ~strong, widest)
     ink[0] = False
-    ink &= ~_printed(labels, ink, pens, int(np.argmax(np.where(strong & ink, total, 0))))
-    if not noisy and np.count_nonzero(ink) > 1:
-        ink &= ~_blobs(labels, ink, size, widest)
+    if np.count_nonzero(ink) > 1:  # one mark is neither a line beside a digit nor a blob beside a stroke
+        sides = _sides(labels, ink)
+        ink &= ~_printed(ink, pens, sides, int(np.argmax(np.where(strong & ink, total, 0))))
+        if not noisy and np.count_nonzero(ink) > 1:
+            ink &= ~_blobs(labels, ink, size, sides, widest)
     out = np.zeros_like(x)
     out[box] = np.where(ink[labels], x[box], np.float32(0))
     return out

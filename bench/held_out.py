@@ -142,15 +142,19 @@ def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> byte
     return redraw.jpeg(sheet * lighting + rng.normal(0, 0.015, (H, W)), int(rng.integers(70, 92)))
 
 
+def rates(predictor: Predictor, digits: np.ndarray, labels: np.ndarray, scene: str, seed: int) -> dict[str, float]:
+    """Each of realism.COLUMNS's rates over photos of the digits in a scene, drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    uploads = [photo(redraw.skeleton(d), rng, SCENES[scene]) for d in digits]
+    return dict(zip(realism.COLUMNS, realism.answers(predictor, uploads, labels).mean(0), strict=True))
+
+
 def main(args: argparse.Namespace) -> None:
     images, targets = dataset.load(train=args.split == "train")[:2]
     pick = np.random.default_rng(args.seed).permutation(len(images))[: args.digits]
-    digits, labels = images.numpy()[pick], targets.numpy()[pick]
-    predictor, rows = Predictor(), {}
-    for name in args.only.split(",") if args.only else SCENES:
-        rng = np.random.default_rng(args.seed)
-        uploads = [photo(redraw.skeleton(d), rng, SCENES[name]) for d in digits]
-        rows[name] = dict(zip(realism.COLUMNS, realism.answers(predictor, uploads, labels).mean(0), strict=True))
+    digits, labels, predictor = images.numpy()[pick], targets.numpy()[pick], Predictor()
+    scenes = args.only.split(",") if args.only else SCENES
+    rows = {name: rates(predictor, digits, labels, name, args.seed) for name in scenes}
     print(f"{args.digits} {args.split} digits a scene, seed {args.seed}\n\n{realism.table(rows)}")
 
 

@@ -104,10 +104,7 @@ def test_a_scene_beside_the_digit(mnist_test, scene, right, answer, rate):
     # 200 test digits in bench/held_out.py's photos of a scene that nothing else draws.
     images, labels = mnist_test
     pick = np.random.default_rng(0).permutation(len(images))[:DIGITS]
-    held_out, rng = bench_module("held_out"), np.random.default_rng(0)
-    uploads = [held_out.photo(redraw.skeleton(d), rng, held_out.SCENES[scene]) for d in images[pick]]
-    answers = held_out.realism.answers(Predictor(), uploads, labels[pick])
-    rates = dict(zip(held_out.realism.COLUMNS, answers.mean(0), strict=True))
+    rates = bench_module("held_out").rates(Predictor(), images[pick], labels[pick], scene, seed=0)
     assert rates["accuracy"] >= right - chance(1 - right, DIGITS), rates
     assert rates[answer] <= rate + chance(rate, DIGITS), rates
 

@@ -280,6 +280,11 @@ def played(port: int) -> dict:
     for container in spec["template"]["spec"]["containers"]:
         # No registry: the images made here, for the names the manifest leaves to the user's registry.
         container["image"] = {"digits:latest": IMAGE, "nginx:1.27": "localhost/digits-nginx:latest"}[container["image"]]
+        # podman 4.3 publishes every containerPort on the host, at its own number unless hostPort names another
+        # (containers/podman#17028): the app's goes to a free port, so that a server on the host's 8000 (make run)
+        # can't keep the pod from starting.
+        container["ports"][0]["hostIP"] = "127.0.0.1"
+        container["ports"][0]["hostPort"] = free_port()
         if container["name"] == "nginx":
             container["ports"][0]["hostPort"] = port  # no Service: the host reaches the pod through a host port
             # podman 4.3 mounts a configMap as a directory and ignores subPath: nginx is told where the file is.

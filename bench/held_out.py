@@ -14,6 +14,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   dots     dot-grid paper
   box      a form's box printed around the digit, 1-3 px wide
   finger   a fingertip holding the sheet, in from the frame's edge, short of the digit
+  circle   a ring drawn by hand round the digit in its pen, clear of its strokes, which the frame may cut
 """
 
 import argparse
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,6 +43,7 @@ class Digit:
     height: float
     width: float
     centre: tuple[float, float]
+    pen: float  # the width of the pen it is drawn in
 
 
 # Each scene changes the sheet's reflectance in place, beside the digit.
@@ -115,6 +118,28 @@ def finger(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator
     sheet += (skin - sheet) * np.clip((r - d) / 3, 0, 1)
 
 
+def _line(points: np.ndarray, pen: float) -> np.ndarray:
+    """A line through points (row, column) no more than a pixel apart, drawn with a round pen, anti-aliased."""
+    grid = np.ones((H, W), dtype=bool)
+    q = np.rint(points).astype(np.int64)
+    grid[q[:, 0].clip(0, H - 1), q[:, 1].clip(0, W - 1)] = False
+    return np.clip(pen / 2 + 0.5 - ndimage.distance_transform_edt(grid), 0, 1).astype(np.float32)
+
+
+def circle(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    (y, x), pad = digit.centre, rng.uniform(0.03, 0.15) * digit.height
+    # Drawn by hand round the digit's box, clear of its strokes: a loop that ends past its start, or short of it.
+    ry = np.sqrt(2) * (digit.height / 2 + digit.pen) + pad
+    rx = np.sqrt(2) * (max(digit.width / 2, digit.height / 4) + digit.pen) + pad
+    start, end = rng.uniform(0, 2 * np.pi), 2 * np.pi + rng.uniform(-0.1, 0.5)
+    t = np.linspace(0, end, int(end * max(ry, rx)) + 1)
+    wobble = 1 + rng.uniform(0, 0.04) * np.sin(2 * t + rng.uniform(0, 2 * np.pi)) + rng.uniform(-0.04, 0.08) * t / end
+    turn = rng.uniform(-0.3, 0.3)
+    u, v = ry * wobble * np.sin(start + t), rx * wobble * np.cos(start + t)
+    points = np.stack([y + u * np.cos(turn) + v * np.sin(turn), x + v * np.cos(turn) - u * np.sin(turn)], 1)
+    sheet += (rng.uniform(0.05, 0.25) - sheet) * _line(points, digit.pen * rng.uniform(0.8, 1.25))
+
+
 SCENES: dict[str, Scene] = {
     "holes": holes,
     "pen": pen,
@@ -123,16 +148,16 @@ SCENES: dict[str, Scene] = {
     "dots": dots,
     "box": box,
     "finger": finger,
+    "circle": circle,
 }
 
 
 def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> bytes:
     """A photo of the digit on a sheet with the scene beside it."""
     height = rng.uniform(0.3, 0.6) * H
-    digit = Digit(
-        height, skel.aspect * height, (H / 2 + rng.uniform(-0.15, 0.15) * H, W / 2 + rng.uniform(-0.2, 0.2) * W)
-    )
-    ink = redraw.draw(skel, (H, W), height, rng.uniform(0.05, 0.12) * height, digit.centre)
+    centre = (H / 2 + rng.uniform(-0.15, 0.15) * H, W / 2 + rng.uniform(-0.2, 0.2) * W)
+    digit = Digit(height, skel.aspect * height, centre, rng.uniform(0.05, 0.12) * height)
+    ink = redraw.draw(skel, (H, W), height, digit.pen, digit.centre)
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     grid = (ys, xs)
     sheet = np.full((H, W), rng.uniform(0.8, 0.95), np.float32)

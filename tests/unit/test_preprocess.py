@@ -360,6 +360,35 @@ def test_a_forms_printed_box_is_not_ink():
     assert not several_digits(x)
 
 
+@pytest.mark.parametrize("number", [False, True])
+def test_a_ring_drawn_round_the_digits_is_not_ink(number):
+    # A 7, or a 17, circled by hand in the pen that wrote it: the ring is as strong and as wide as the strokes, but
+    # it holds them inside its loop, and no digit holds another's stroke. It was read as a 0.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(230, 130), (340, 130), (280, 270)], fill=30, width=10, joint="curve")
+    if number:
+        draw.line([(155, 130), (155, 270)], fill=30, width=10)
+    draw.ellipse((100, 40, 400, 360), outline=30, width=10)
+    x = ink_map(im)
+    assert not x[:50].any()
+    assert not x[350:].any()
+    assert (x[120:280, 220:350] > 0).sum() > 1500
+    assert (x[120:280, 145:165] > 0).any() == number
+    assert several_digits(x) == number
+
+
+def test_a_zero_keeps_the_dot_written_inside_it():
+    # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((190, 70, 320, 310), outline=30, width=12)
+    draw.ellipse((247, 182, 263, 198), fill=30)
+    x = ink_map(im)
+    assert (x[60:320, 180:330] > 0).sum() > 5000
+    assert not several_digits(x)
+
+
 def test_a_dark_desks_grain_that_the_frame_cuts_is_not_ink_however_strong():
     # A 7 in a grey pencil on a sheet, and beyond its edge a desk darker than a third of the paper, with two
     # darker streaks of grain running off the frame's edge: the light's share, at its cap of three there, makes

@@ -15,6 +15,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   box      a form's box printed around the digit, 1-3 px wide
   finger   a fingertip holding the sheet, in from the frame's edge, short of the digit
   circle   a ring drawn by hand round the digit in its pen, clear of its strokes, which the frame may cut
+  underline  a line drawn by hand under the digit in its pen
 """
 
 import argparse
@@ -140,6 +141,15 @@ def circle(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator
     sheet += (rng.uniform(0.05, 0.25) - sheet) * _line(points, digit.pen * rng.uniform(0.8, 1.25))
 
 
+def underline(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    (y, x), span = digit.centre, rng.uniform(0.8, 1.6) * max(digit.width, digit.height / 2)
+    below = y + digit.height / 2 + digit.pen + rng.uniform(0.08, 0.3) * digit.height
+    t = np.linspace(-0.5, 0.5, int(span) + 1)
+    bend, tilt = rng.uniform(-0.05, 0.05) * span, rng.uniform(-0.08, 0.08) * span
+    points = np.stack([below + tilt * t + bend * (4 * t**2 - 1), x + rng.uniform(-0.15, 0.15) * span + span * t], 1)
+    sheet += (rng.uniform(0.05, 0.25) - sheet) * _line(points, digit.pen * rng.uniform(0.8, 1.25))
+
+
 SCENES: dict[str, Scene] = {
     "holes": holes,
     "pen": pen,
@@ -149,6 +159,7 @@ SCENES: dict[str, Scene] = {
     "box": box,
     "finger": finger,
     "circle": circle,
+    "underline": underline,
 }
 
 

@@ -393,6 +393,18 @@ def test_a_number_framed_tight_is_no_ring():
     assert (x[20:140, 100:200] > 0).sum() > 2000
 
 
+def test_a_line_drawn_under_the_digit_is_not_ink():
+    # A 7 underlined by hand in the pen that wrote it, apart from it: one stroke across, under all the ink and as wide
+    # as the 7. It joined the 7's group and was read with it.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(200, 110), (310, 110), (240, 290)], fill=30, width=10, joint="curve")
+    draw.line([(180, 330), (330, 324)], fill=30, width=10)
+    x = ink_map(im)
+    assert not x[305:].any()
+    assert (x[100:300, 190:320] > 0).sum() > 2000
+
+
 def test_a_zero_keeps_the_dot_written_inside_it():
     # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
     im = Image.new("L", (512, 384), 225)

@@ -135,7 +135,17 @@ CLAIMS = [
     Claim(
         "validation accuracy, shipped weights", (r"\(validation ([\d.]+)%\)",), "val_accuracy", recorded("val_accuracy")
     ),
-    Claim("temperature fitted on validation", (r"\(T = ([\d.]+)\)",), "temperature", recorded("temperature"), scale=1),
+    # LBFGS stops where the validation NLL is flat, and where depends on the CPU's arithmetic in the last bits:
+    # fitted again on another machine, T was 1.1208 where training recorded 1.1204, and the "not a digit"
+    # threshold at it 6.3241 where 6.3239 (6.3239 at the recorded T). So these two hold to ±0.001.
+    Claim(
+        "temperature fitted on validation",
+        (r"\(T = ([\d.]+)\)",),
+        "temperature",
+        recorded("temperature"),
+        scale=1,
+        tolerance=0.001,
+    ),
     Claim(
         "uncertain threshold, from validation",
         (r"0.75% of validation digits, MNIST's and those drawn as uploads, fall under \(([\d.]+)\)",),
@@ -149,6 +159,7 @@ CLAIMS = [
         "not_a_digit_below",
         recorded("not_a_digit_below"),
         scale=1,
+        tolerance=0.001,
     ),
     Claim(
         "ECE on test, before", (r"before → after the temperature \| ([\d.]+)% →",), "ece_before", recorded("ece_before")

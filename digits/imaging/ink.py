@@ -616,7 +616,7 @@ def _underlines(judged: np.ndarray, boxes: np.ndarray, sides: np.ndarray, pens: 
 
 
 def _blobs(labels: np.ndarray, judged: np.ndarray, size: np.ndarray, sides: np.ndarray, pen: float) -> np.ndarray:
-    """Which of the `judged` labelled marks, with `size` pixels each and their boxes' `sides` (_sides), are blobs
+    """Which of the `judged` labelled marks, with `size` pixels each and their boxes' `sides` (_boxes), are blobs
     beside the strokes among them (BLOB, BLOB_SIZE); none where none is a stroke. Only marks short beside the
     longest, and no more than a disk across their box's shorter side could make a blob of, are looked at: a
     number's digits never are. Their largest inscribed disks come from one distance transform over the box around
@@ -639,22 +639,17 @@ def _blobs(labels: np.ndarray, judged: np.ndarray, size: np.ndarray, sides: np.n
     return blob & (sides[:, 1] < BLOB_SIZE * sides[strokes, 1].max())
 
 
-def _cut(labels: np.ndarray, n: int, box: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
-    """Which of the `n` labelled marks, in `box` of a frame of `shape`, the frame's edge cuts."""
-    (top, bottom), (left, right) = ((side.start, side.stop) for side in box)
+def _cut(labels: np.ndarray, n: int, margins: np.ndarray) -> np.ndarray:
+    """Which of the `n` labelled marks the frame's edge cuts, the labels lying `margins` in from its top, left, bottom
+    and right."""
     cut = np.zeros(n + 1, dtype=bool)
-    for along, at_frame in (
-        (labels[0], top == 0),
-        (labels[-1], bottom == shape[0]),
-        (labels[:, 0], left == 0),
-        (labels[:, -1], right == shape[1]),
-    ):
-        cut[along] |= at_frame
+    for along, margin in zip((labels[0], labels[:, 0], labels[-1], labels[:, -1]), margins, strict=True):
+        cut[along] |= margin == 0
     return cut
 
 
 def _printed(judged: np.ndarray, pens: np.ndarray, sides: np.ndarray, digit: int) -> np.ndarray:
-    """Which of the `judged` labelled marks, each in a pen of `pens` and with its box's `sides` (_sides), are
+    """Which of the `judged` labelled marks, each in a pen of `pens` and with its box's `sides` (_boxes), are
     printed lines beside the `digit` mark (THIN); none where no digit is left (0, the paper's label, whose pen is
     0)."""
     return judged & (pens < THIN * pens[digit]) & (sides[:, 1] >= sides[digit, 1])
@@ -712,7 +707,9 @@ def _without_shading(
     large = size >= SPECK * size[main]
     pens = _pen_widths(labels, size)
     ink &= ~_stray(inked, marks, size, large, pens[large].min())  # the paper's size is 0: never large
-    cut = _cut(labels, n, box, x.shape)
+    # How far the labelled box lies in from the frame's top, left, bottom and right.
+    margins = np.array([rows[0], cols[0], x.shape[0] - 1 - rows[-1], x.shape[1] - 1 - cols[-1]])
+    cut = _cut(labels, n, margins)
     framed = ink & strong & large & ~cut  # in the pen the person wrote with
     lying = cut & framed.any() & (~strong | (pens > ALIKE * pens[framed].max(initial=0)))
     ink &= ~lying
@@ -734,7 +731,6 @@ def _without_shading(
     if np.count_nonzero(ink) > 1:  # one mark is no ring round a digit, line beside or under one, or blob
         boxes = _boxes(labels, ink)
         sides = np.sort(boxes[:, 2:] - boxes[:, :2], axis=1)
-        margins = np.array([rows[0], cols[0], x.shape[0] - 1 - rows[-1], x.shape[1] - 1 - cols[-1]])
         ink &= ~_rings(labels, ink, boxes, sides, pens, margins)
         ink &= ~_underlines(ink, boxes, sides, pens)
         ink &= ~_printed(ink, pens, sides, int(np.argmax(np.where(strong & ink, total, 0))))

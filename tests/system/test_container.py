@@ -119,8 +119,8 @@ def test_sigterm_lets_the_requests_in_flight_finish(run, mnist_test):
     c = run()
     images, _ = mnist_test
     boundary = "b0undary"
-    # At 280×280 rather than 28×28: a batch of 28×28 PNGs is answered in 0.1-0.4 s, and a stop found every request
-    # then under way begun within the last 0.1 s, once in CI. 280×280 ones take 0.5 s.
+    # At 280×280 rather than 28×28: a batch of 28×28 PNGs is answered in 0.1-0.4 s, too soon to be caught 0.2 s in.
+    # 280×280 ones take 0.5 s.
     parts = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{i}.png"\r\n'
         f"Content-Type: image/png\r\n\r\n".encode()
@@ -130,21 +130,28 @@ def test_sigterm_lets_the_requests_in_flight_finish(run, mnist_test):
     )
     batch = parts + f"--{boundary}--\r\n".encode()
     answered: list[tuple[float, float, int]] = []  # sent, answered, status
+    under_way: dict[int, float] = {}  # client: when its request now under way was sent
     stop_sent: list[float] = []
 
-    def client() -> None:
+    def client(k: int) -> None:
         while not stop_sent:
-            sent = time.monotonic()
+            sent = under_way[k] = time.monotonic()
             try:
                 status, _ = c.request("POST", "/predict/batch", batch, f"multipart/form-data; boundary={boundary}")
             except OSError:
                 status = 0  # refused or cut: the container has stopped listening
+            del under_way[k]
             answered.append((sent, time.monotonic(), status))
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     for t in threads:
         t.start()
-    time.sleep(3)
+    # The stop goes while a request sent at least 0.2 s before it is under way. The four clients' requests come to
+    # run in step, so a stop at a fixed time found all four begun within the last 0.1 s, once in CI.
+    time.sleep(2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(time.monotonic() - s >= 0.2 for s in list(under_way.values())):
+        time.sleep(0.01)
     stop_sent.append(time.monotonic())
     stopped = podman("stop", "-t", "30", c.name)
     for t in threads:

@@ -16,6 +16,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   finger   a fingertip holding the sheet, in from the frame's edge, short of the digit
   circle   a ring drawn by hand round the digit in its pen, clear of its strokes, which the frame may cut
   underline  a line drawn by hand under the digit in its pen
+  through  rows of handwriting on the sheet's other side, showing through thin paper, faint and soft
 """
 
 import argparse
@@ -150,6 +151,23 @@ def underline(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Genera
     sheet += (rng.uniform(0.05, 0.25) - sheet) * _line(points, digit.pen * rng.uniform(0.8, 1.25))
 
 
+def through(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    small = rng.uniform(0.15, 0.4) * digit.height  # the height of the other side's small letters
+    pen, space, wide = small * rng.uniform(0.08, 0.2), small * rng.uniform(2, 3.5), small * rng.uniform(0.6, 1)
+    writing = np.zeros((H, W), np.float32)
+    for row in np.arange(rng.uniform(0, space), H + small, space):
+        # A hand's joined letters, one loop a letter: a prolate cycloid along the row, the loops' heights varying.
+        start, end = sorted(rng.uniform(-0.1, 1.1, 2) * W)
+        letters = max(int((end - start) / wide), 1)
+        t = np.linspace(0, 2 * np.pi * letters, int(letters * 4 * small) + 1)
+        # One letter in four tall, an l or a b.
+        tall = np.repeat(rng.choice([1, 1, 1, 2.2], letters), len(t) // letters + 1)[: len(t)]
+        x = start + (end - start) * t / t[-1] + wide * 0.3 * np.sin(t)
+        y = row + rng.uniform(-0.03, 0.03) * (x - W / 2) - small * tall * (1 - np.cos(t)) / 2
+        writing = np.maximum(writing, _line(np.stack([y, x], 1), pen))
+    sheet *= 1 - rng.uniform(0.04, 0.2) * ndimage.gaussian_filter(writing, rng.uniform(0.5, 2.5))
+
+
 SCENES: dict[str, Scene] = {
     "holes": holes,
     "pen": pen,
@@ -160,6 +178,7 @@ SCENES: dict[str, Scene] = {
     "finger": finger,
     "circle": circle,
     "underline": underline,
+    "through": through,
 }
 
 

@@ -7,6 +7,7 @@ on the test split.
 
 Each scene is a photo as redraw.photo() takes one, 640×480 JPEG, a pen 0.05-0.12 of the digit's height, light
 falling off towards the top and bottom, and beside the digit, drawn at random:
+  none     nothing: the photo the other scenes are read against
   holes    a sheet's punched holes along one side, the desk dark through them
   pen      a pen lying on the sheet above or below the digit, running off the frame
   margin   squared or lined paper with a notebook's margin, a darker vertical line, left of the digit
@@ -17,6 +18,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   circle   a ring drawn by hand round the digit in its pen, clear of its strokes, which the frame may cut
   underline  a line drawn by hand under the digit in its pen
   through  rows of handwriting on the sheet's other side, showing through thin paper, faint and soft
+  glare    a lamp's or a window's reflection on glossy paper, a soft patch of light on the ink as on the paper
 """
 
 import argparse
@@ -48,12 +50,17 @@ class Digit:
     pen: float  # the width of the pen it is drawn in
 
 
-# Each scene changes the sheet's reflectance in place, beside the digit.
-Scene = Callable[[np.ndarray, Grid, Digit, np.random.Generator], None]
+# Each scene changes the sheet's reflectance in place, beside the digit, and may return light that the sheet and
+# the ink reflect alike, as a gloss does: added to what they reflect.
+Scene = Callable[[np.ndarray, Grid, Digit, np.random.Generator], np.ndarray | None]
 
 
 def _disk(ys: np.ndarray, xs: np.ndarray, y: float, x: float, r: float) -> np.ndarray:
     return np.clip(r + 0.5 - np.hypot(ys - y, xs - x), 0, 1)
+
+
+def none(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    pass
 
 
 def holes(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
@@ -168,7 +175,17 @@ def through(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generato
     sheet *= 1 - rng.uniform(0.04, 0.2) * ndimage.gaussian_filter(writing, rng.uniform(0.5, 2.5))
 
 
+def glare(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> np.ndarray:
+    # A lamp's or a window's reflection on glossy paper or a plastic sleeve: a soft patch of light, the digit's
+    # size or larger, anywhere on the sheet, on the ink as on the paper, up to washing both out.
+    ys, xs = grid
+    y, x = rng.uniform(0.1, 0.9) * H, rng.uniform(0.1, 0.9) * W
+    ry, rx = rng.uniform(0.5, 1.5, 2) * digit.height / 2
+    return rng.uniform(0.2, 0.8) * np.exp(-((((ys - y) / ry) ** 2 + ((xs - x) / rx) ** 2) ** rng.uniform(1, 3)))
+
+
 SCENES: dict[str, Scene] = {
+    "none": none,
     "holes": holes,
     "pen": pen,
     "margin": margin,
@@ -179,6 +196,7 @@ SCENES: dict[str, Scene] = {
     "circle": circle,
     "underline": underline,
     "through": through,
+    "glare": glare,
 }
 
 
@@ -191,10 +209,11 @@ def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> byte
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     grid = (ys, xs)
     sheet = np.full((H, W), rng.uniform(0.8, 0.95), np.float32)
-    scene(sheet, grid, digit, rng)
+    gloss = scene(sheet, grid, digit, rng)
     sheet += (rng.uniform(0.05, 0.25) - sheet) * ink
     lighting = 1 - rng.uniform(0.4, 1.0) * (ys / H - 0.5) ** 2
-    return redraw.jpeg(sheet * lighting + rng.normal(0, 0.015, (H, W)), int(rng.integers(70, 92)))
+    seen = sheet * lighting + (0 if gloss is None else gloss)
+    return redraw.jpeg(seen + rng.normal(0, 0.015, (H, W)), int(rng.integers(70, 92)))
 
 
 def rates(predictor: Predictor, digits: np.ndarray, labels: np.ndarray, scene: str, seed: int) -> dict[str, float]:

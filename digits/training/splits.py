@@ -14,7 +14,7 @@ from digits.imaging.fit import MEAN, STD
 from digits.training import dataset, outliers, redraw
 from digits.training.recipe import Recipe
 
-VAL_OUTLIERS = 2000  # outliers held out, as validation digits are, to measure how many are flagged
+VAL_OUTLIERS = 2000  # outliers held out, as validation digits are, to measure how many are flagged (at most one each)
 PARTS = 16  # digits to redraw are cut in this many parts, each with its own seed, whatever the number of cores
 
 Work = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -93,5 +93,5 @@ def with_outliers(recipe: Recipe, data: Splits) -> Splits:
         return torch.from_numpy(outliers.pool(digits, y.cpu().numpy(), n, seed)).unsqueeze(1).to(x.device)
 
     data.outlier_x = draw(data.train_x, data.train_y, min(recipe.outliers, len(data.train_x)), recipe.seed)
-    data.val_outlier_x = draw(data.val_x, data.val_y, VAL_OUTLIERS, recipe.seed + 1)
+    data.val_outlier_x = draw(data.val_x, data.val_y, min(VAL_OUTLIERS, len(data.val_x)), recipe.seed + 1)
     return data

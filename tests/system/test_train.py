@@ -22,6 +22,8 @@ def test_smoke_run_writes_weights_metadata_and_report(tmp_path):
         "2000",
         "--val-size",
         "1000",
+        "--real-val",
+        "200",
         "--report-digits",
         "50",
         "--quiet",

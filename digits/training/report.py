@@ -13,6 +13,8 @@ and noise images) and MNIST digits re-rendered the way people upload them.
 
 import gzip
 import json
+import multiprocessing
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,14 +72,29 @@ def phone_photo(digit: np.ndarray, seed: int = 0) -> bytes:
 
 
 def uploaded_accuracy(predictor: Predictor, images: np.ndarray, labels: np.ndarray, seed: int = 2) -> dict[str, float]:
-    """Accuracy on digits re-rendered as uploads, by style."""
+    """Accuracy on digits re-rendered as uploads, by style. The uploads are drawn in turn from one generator, and
+    read on every core: 6,000 of them took 78 s read in turn, half of it reading (`make claims`)."""
     rng = np.random.default_rng(seed)
     out = {}
-    for style in ("paper", "jpeg", "canvas"):
-        uploads = (render_as_uploaded(d, style, rng) for d in images)
-        hits = [predictor.predict(u).digit == y for u, y in zip(uploads, labels, strict=True)]
-        out[style] = float(np.mean(hits))
+    # Forked, the workers inherit the predictor; they use numpy and Pillow only, never torch or the GPU.
+    with multiprocessing.get_context("fork").Pool(len(os.sched_getaffinity(0)), _share, (predictor,)) as pool:
+        for style in ("paper", "jpeg", "canvas"):
+            uploads = (render_as_uploaded(d, style, rng) for d in images)
+            read = np.fromiter(pool.imap(_digit, uploads, chunksize=64), int, len(images))
+            out[style] = float(np.mean(read == labels))
     return out
+
+
+_predictor: Predictor  # uploaded_accuracy()'s, in each of its workers
+
+
+def _share(predictor: Predictor) -> None:
+    global _predictor
+    _predictor = predictor
+
+
+def _digit(upload: bytes) -> int:
+    return _predictor.predict(upload).digit
 
 
 def letters(rng: np.random.Generator) -> list[Image.Image]:

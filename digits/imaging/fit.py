@@ -130,14 +130,16 @@ def in_mnist_form(im: Image.Image) -> np.ndarray | None:
     strongest = a.max()
     if strongest < 254:
         return None
-    sides, off = [], []
-    for mass in (a.sum(1), a.sum(0)):  # the ink by row, then by column
-        inked = np.flatnonzero(mass)
-        sides.append(inked[-1] - inked[0] + 1)
-        off.append(abs(float(mass @ _FIELD_POSITIONS) / float(mass.sum()) - CENTRE))
-    if max(sides) not in (BOX - 1, BOX) or max(off) > 1:
+    # In float32 once: every sum here is a whole number under 2^24, so exact, and the pixels are needed so anyway
+    # (41 µs where summing the bytes took 52).
+    x = a.astype(np.float32)
+    rows, cols = x.sum(1), x.sum(0)  # the ink by row, and by column
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    mass = float(rows.sum())
+    off = max(abs(float(ink @ _FIELD_POSITIONS) / mass - CENTRE) for ink in (rows, cols))
+    if max(ys[-1] - ys[0], xs[-1] - xs[0]) + 1 not in (BOX - 1, BOX) or off > 1:
         return None
-    return a.astype(np.float32) / np.float32(strongest)
+    return x / np.float32(strongest)
 
 
 def prepared(im: Image.Image) -> tuple[np.ndarray, np.ndarray]:

@@ -91,9 +91,11 @@ def load(im: Image.Image) -> Image.Image:
         im.draft("L", (WORK_SIZE // 2, WORK_SIZE // 2))
     try:
         im.load()  # first frame only, for animations and multi-page files
-        if im.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # a quarter turn swaps the sides
+        orientation = im.getexif().get(ExifTags.Base.Orientation)
+        if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides
             full = full[::-1]
-        ImageOps.exif_transpose(im, in_place=True)
+        if orientation in range(2, 9):  # else upright: exif_transpose would read the EXIF again to do nothing
+            ImageOps.exif_transpose(im, in_place=True)
         im = luminance(im)
         if max(im.size) > WORK_SIZE:
             im.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)

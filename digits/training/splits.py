@@ -14,7 +14,7 @@ from digits.imaging.fit import MEAN, STD
 from digits.training import dataset, outliers, redraw
 from digits.training.recipe import Recipe
 
-VAL_OUTLIERS = 2000  # outliers held out, as validation digits are, to measure how many are flagged (at most one each)
+VAL_OUTLIERS = 2000  # outliers held out, as validation digits are, to measure how many are flagged; no more than those
 PARTS = 16  # digits to redraw are cut in this many parts, each with its own seed, whatever the number of cores
 
 Work = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]

@@ -7,6 +7,7 @@ from digits.inference import segment
 from digits.inference.predictor import Predictor
 from digits.inference.segment import read_number
 from digits.training import dataset
+from digits.training.report import on_every_core
 from tests.helpers import chance, compose, render
 
 # As docs/api.md states them (pytest tests/quality/test_numbers_accuracy.py -s prints them); each bound sits
@@ -33,15 +34,23 @@ def number_set(
 
 def accuracy(predictor: Predictor, numbers: list[tuple[np.ndarray, str]], style: str) -> tuple[float, float]:
     """The share of numbers read exactly, and of digits read right among numbers split into the right count."""
-    rng = np.random.default_rng(7)
     exact, right, counted = 0, 0, 0
-    for page, truth in numbers:
-        read = read_number(predictor, render(page, style, rng), 32).number
-        exact += read == truth
-        if len(read) == len(truth):
-            right += sum(a == b for a, b in zip(read, truth, strict=True))
+    for read, (_, truth) in zip(readings(predictor, numbers, style), numbers, strict=True):
+        exact += read.number == truth
+        if len(read.number) == len(truth):
+            right += sum(a == b for a, b in zip(read.number, truth, strict=True))
             counted += len(truth)
     return exact / len(numbers), right / max(counted, 1)
+
+
+def readings(predictor: Predictor, numbers: list[tuple[np.ndarray, str]], style: str) -> list[segment.Reading]:
+    """Each number drawn in turn from one generator, as a person sends it, and read on every core."""
+    rng = np.random.default_rng(7)
+    return on_every_core(predictor, _read, (render(page, style, rng) for page, _ in numbers))
+
+
+def _read(predictor: Predictor, upload: bytes) -> segment.Reading:
+    return read_number(predictor, upload, 32)
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -64,12 +73,12 @@ def test_numbers_whose_digits_touch(predictor, mnist_test, style):
 
 def test_a_misread_number_often_says_it_is_unsure(predictor, mnist_test):
     images, labels = mnist_test
-    rng = np.random.default_rng(7)
-    readings = [(read_number(predictor, render(page, "paper", rng)), truth)
-                for touching, seed in ((False, 1), (True, 2))
-                for page, truth in number_set(images, labels, touching, n=150, seed=seed)]  # fmt: skip
-    wrong = [r for r, truth in readings if r.number != truth]
-    right = [r for r, truth in readings if r.number == truth]
+    numbers = [n for touching, seed in ((False, 1), (True, 2)) for n in number_set(images, labels, touching, 150, seed)]
+    read = zip(readings(predictor, numbers, "paper"), (truth for _, truth in numbers), strict=True)
+    wrong: list[segment.Reading] = []
+    right: list[segment.Reading] = []
+    for r, truth in read:
+        (right if r.number == truth else wrong).append(r)
     # The margin that makes a count of digits doubtful was chosen on numbers of training digits, where it flags 44
     # of 97 misread and 59 of 903 read right (1,000 on paper, half of them touching).
     flagged_wrong = sum(r.uncertain for r in wrong) / len(wrong)

@@ -8,7 +8,7 @@ from digits.inference.predictor import Predictor
 from digits.training import redraw
 from tests.helpers import bench_module, chance
 
-DIGITS = 200  # 40 conditions: 182 s of CI on 2 cores (38 took 379 s at 400)
+DIGITS = 200  # 40 conditions: 122 s of CI on 2 cores (38 took 379 s at 400)
 Rows = dict[str, dict[str, float]]
 
 

@@ -46,11 +46,7 @@ def accuracy(predictor: Predictor, numbers: list[tuple[np.ndarray, str]], style:
 def readings(predictor: Predictor, numbers: list[tuple[np.ndarray, str]], style: str) -> list[segment.Reading]:
     """Each number drawn in turn from one generator, as a person sends it, and read on every core."""
     rng = np.random.default_rng(7)
-    return on_every_core(predictor, _read, (render(page, style, rng) for page, _ in numbers))
-
-
-def _read(predictor: Predictor, upload: bytes) -> segment.Reading:
-    return read_number(predictor, upload, 32)
+    return on_every_core(predictor, read_number, (render(page, style, rng) for page, _ in numbers))
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -70,10 +70,9 @@ def test_numbers_whose_digits_touch(predictor, mnist_test, style):
 def test_a_misread_number_often_says_it_is_unsure(predictor, mnist_test):
     images, labels = mnist_test
     numbers = [n for touching, seed in ((False, 1), (True, 2)) for n in number_set(images, labels, touching, 150, seed)]
-    read = zip(readings(predictor, numbers, "paper"), (truth for _, truth in numbers), strict=True)
     wrong: list[segment.Reading] = []
     right: list[segment.Reading] = []
-    for r, truth in read:
+    for r, (_, truth) in zip(readings(predictor, numbers, "paper"), numbers, strict=True):
         (right if r.number == truth else wrong).append(r)
     # The margin that makes a count of digits doubtful was chosen on numbers of training digits, where it flags 44
     # of 97 misread and 59 of 903 read right (1,000 on paper, half of them touching).

@@ -195,16 +195,28 @@ def _gray_and_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Put transparent areas on a background that contrasts with the strokes.
+    """Put transparent areas on white or black, whichever the paper is.
 
-    A canvas drawing is strokes on nothing: dark strokes go on white, light strokes on black.
+    A canvas drawing is strokes on nothing, in one colour, their soft edges in the alpha: dark strokes go on
+    white, light strokes on black. A GIF or an 8-bit PNG with its paper keyed out keeps the strokes' soft edges
+    opaque, and a photo turned in an editor keeps its paper opaque, its corners transparent. Where the opaque
+    levels span ink and paper, the opaque pixels that border the transparent ones are the paper's side of their
+    mean. By the strokes' mean alone, 500 MNIST test digits at 280 px, smoothly enlarged and white keyed out,
+    went on black where their soft edges outweighed their ink: 383 read right and sure, 83 "not a digit"; 300
+    light on black, black keyed out, 228 read right; now 492 (4 "not a digit") and 291, as many as with their
+    paper kept (blocky, 490 and 491), and 300 photos turned 8-25° in an editor 277 rather than 274.
     """
     weight = alpha.sum()
     if weight < 1e-3 * alpha.size:
         raise NoDigitFound(N_("no digit found: the image is fully transparent; draw or photograph a digit"))
-    stroke = float((gray * alpha).sum() / weight)
-    background = 1.0 if stroke < 0.5 else 0.0
-    return gray * alpha + background * (1 - alpha)
+    mean = (gray * alpha).sum() / weight
+    light = mean < 0.5  # a canvas's strokes darker than the middle go on white
+    opaque = alpha >= 0.5
+    if gray.max(where=opaque, initial=0) - gray.min(where=opaque, initial=1) >= MIN_CONTRAST:
+        border = opaque & ~ndimage.binary_erosion(opaque, border_value=1)
+        if border.any():
+            light = np.median(gray[border]) > mean
+    return gray * alpha + np.float32(light) * (1 - alpha)
 
 
 def _opened(x: np.ndarray, level: np.ufunc = np.minimum, size: int = PAPER_BLOCKS) -> np.ndarray | None:

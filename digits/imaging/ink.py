@@ -200,11 +200,12 @@ def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     A canvas drawing is strokes on nothing, in one colour, their soft edges in the alpha: dark strokes go on
     white, light strokes on black. A GIF or an 8-bit PNG with its paper keyed out keeps the strokes' soft edges
     opaque, and a photo turned in an editor keeps its paper opaque, its corners transparent. Where the opaque
-    levels span ink and paper, the opaque pixels that border the transparent ones are the paper's side of their
-    mean. By the strokes' mean alone, 500 MNIST test digits at 280 px, smoothly enlarged and white keyed out,
-    went on black where their soft edges outweighed their ink: 383 read right and sure, 83 "not a digit"; 300
-    light on black, black keyed out, 228 read right; now 492 (4 "not a digit") and 291, as many as with their
-    paper kept (blocky, 490 and 491), and 300 photos turned 8-25° in an editor 277 rather than 274.
+    levels span ink and paper, the paper lies on the side of their mean where the opaque pixels bordering the
+    transparent ones lie. By the strokes' mean alone, 500 MNIST test digits at 280 px, smoothly enlarged and white
+    keyed out, went on black where their soft edges outweighed their ink: 383 read right and sure, 83 "not a
+    digit"; 300 light on black, black keyed out, 228 read right; now 492 (4 "not a digit") and 291, as many as
+    with their paper kept. Enlarged blockily, 490 before and 491 now; 300 photos turned 8-25° in an editor, 274
+    and 277.
     """
     weight = alpha.sum()
     if weight < 1e-3 * alpha.size:

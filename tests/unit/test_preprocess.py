@@ -119,7 +119,7 @@ def test_light_strokes_on_a_transparent_canvas():
 @pytest.mark.parametrize("light_strokes", [False, True], ids=["white keyed out", "black keyed out"])
 @pytest.mark.parametrize("resample", [Image.Resampling.BILINEAR, Image.Resampling.NEAREST], ids=["soft", "blocky"])
 def test_a_gif_with_its_paper_keyed_out_reads_as_the_image_it_came_from(mnist_test, light_strokes, resample):
-    """Its strokes' soft edges stay opaque, and lighter than their ink: the transparency is the paper."""
+    """Its strokes' soft edges stay opaque, between their ink and the paper: the transparency is the paper."""
     for digit in mnist_test[0][:12]:
         a = np.asarray(Image.fromarray(digit if light_strokes else 255 - digit).resize((280, 280), resample))
         keyed = Image.frombytes("P", a.shape[::-1], a.tobytes())

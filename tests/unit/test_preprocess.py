@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from digits.imaging.decode import decode
@@ -126,6 +126,16 @@ def test_a_gif_with_its_paper_keyed_out_reads_as_the_image_it_came_from(mnist_te
         keyed.putpalette([level for grey in range(256) for level in (grey, grey, grey)])
         paper = 0 if light_strokes else 255
         np.testing.assert_array_equal(prep(encode(keyed, "GIF", transparency=paper)), prep(encode(a)))
+
+
+@pytest.mark.parametrize("pen", [24, 32])
+def test_a_digit_cropped_tight_reads_as_with_paper_around_it(pen):
+    """A marker's 0 cropped to its ink fills a third of the frame or more, its soft edges most of the rest: the
+    paper's level and noise are still the paper's, not the median pixel's."""
+    im = Image.new("L", (200, 240), 255)
+    ImageDraw.Draw(im).ellipse((20, 20, 179, 219), outline=0, width=pen)
+    tight = np.asarray(im.filter(ImageFilter.GaussianBlur(3)))[20:-20, 20:-20]
+    np.testing.assert_array_equal(prep(encode(tight)), prep(encode(np.pad(tight, 40, constant_values=255))))
 
 
 def test_exif_orientation_is_honoured():

@@ -175,15 +175,15 @@ RING, RINGS = 1 / 3, 4
 FLAT, UNDER = 4, 0.5
 # The paper's level and noise are the median pixel's and the median distance from it, for most pixels are
 # paper. A digit cropped tight to its ink is not: where the pixels nearer the strongest ink than the paper are
-# CROWDED of the frame or more, they are taken from the rest. 300 MNIST test digits enlarged 10 times and cropped
-# to their ink (a third of each frame inked, in the median; 13-62%) read 213 right and sure, 78 "no digit found",
-# with the median pixel's level and noise: its soft edges filled the median, the noise read as a third of the ink,
-# and the threshold erased the digit. Now 285 and 6; with a margin of 5% of the longer side, 276 and 23, now 299
-# and none. 500 training digits a condition (`python bench/realism.py --split train --seed 3`), the figures of
-# `make claims`, and numbers of training digits are the same to the digit. Taken from every frame alike, the
-# pixels nearer the paper cut its noise short where a dim room's noise is as strong as the ink (the dim desk
-# 96.0-96.2% rather than 97.4%). Not in an image too small for blocks (_opened), read as mostly paper throughout:
-# Fashion-MNIST's 28×28 clothes fill their frames too, and choose the thresholds recorded with the weights.
+# CROWDED of the frame or more, the level and the noise are the other pixels'. 300 MNIST test digits enlarged 10
+# times and cropped to their ink (a third of each frame inked, in the median; 13-62%) read 213 right and sure, 78
+# "no digit found", with the median pixel's level and noise: its soft edges filled the median, the noise read as
+# a third of the ink, and the threshold erased the digit. Now 285 and 6; with a margin of 5% of the longer side,
+# 276 and 23, now 299 and none. 500 digits a condition (`python bench/realism.py`, training and test digits), the
+# figures of `make claims`, and numbers of training digits are the same to the digit. Taken from every frame
+# alike, the pixels nearer the paper cut its noise short where a dim room's noise is as strong as the ink (the dim
+# desk 96.0-96.2% rather than 97.4%). Not in an image too small for blocks (_opened), read as mostly paper
+# throughout: Fashion-MNIST's 28×28 clothes fill their frames too, and choose the thresholds kept with the weights.
 CROWDED = 0.25
 MEDIAN_SAMPLE = 4096  # a level needs no more pixels than this (its standard error is 2% of the noise)
 

@@ -228,7 +228,7 @@ def _flatten_alpha(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if gray.max(where=opaque, initial=0) - gray.min(where=opaque, initial=1) >= MIN_CONTRAST:
         border = opaque & ~ndimage.binary_erosion(opaque, border_value=1)
         if border.any():
-            light = np.median(gray[border]) > mean
+            light = _median(gray[border]) > mean
     return gray * alpha + np.float32(light) * (1 - alpha)
 
 

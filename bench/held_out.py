@@ -19,6 +19,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   underline  a line drawn by hand under the digit in its pen
   through  rows of handwriting on the sheet's other side, showing through thin paper, faint and soft
   glare    a lamp's or a window's reflection on glossy paper, a soft patch of light on the ink as on the paper
+  highlighter  a highlighter's band across the digit, its edges sharp
 """
 
 import argparse
@@ -184,6 +185,19 @@ def glare(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator)
     return rng.uniform(0.2, 0.8) * np.exp(-((((ys - y) / ry) ** 2 + ((xs - x) / rx) ** 2) ** rng.uniform(1, 3)))
 
 
+def highlighter(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    # A highlighter's band drawn across the digit, as over a line of notes: as wide as a fifth to most of the
+    # digit's height, its ends anywhere, a yellow to a pink one (10-30% darker in luminance), its edges sharp.
+    ys, xs = grid
+    turn = rng.uniform(-0.15, 0.15)
+    off = (ys - digit.centre[0] - rng.uniform(-0.2, 0.2) * digit.height) * np.cos(turn) - (xs - W / 2) * np.sin(turn)
+    along = (xs - W / 2) * np.cos(turn)
+    start, end = rng.uniform(-0.5, -0.1) * W, rng.uniform(0.1, 0.5) * W
+    half = rng.uniform(0.2, 0.45) * digit.height
+    band = np.clip(half + 0.5 - np.abs(off), 0, 1) * np.clip(along - start, 0, 1) * np.clip(end - along, 0, 1)
+    sheet *= 1 - rng.uniform(0.1, 0.3) * band
+
+
 SCENES: dict[str, Scene] = {
     "none": none,
     "holes": holes,
@@ -197,6 +211,7 @@ SCENES: dict[str, Scene] = {
     "underline": underline,
     "through": through,
     "glare": glare,
+    "highlighter": highlighter,
 }
 
 

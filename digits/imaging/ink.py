@@ -694,6 +694,7 @@ def _without_shading(
     gain: np.ndarray | None,
     rise: Callable[[int, tuple[slice, slice]], np.ndarray] | None,
     noisy: bool,
+    split: bool = True,
 ) -> np.ndarray:
     """Only marks that look like ink. What the paper's estimate left of a shadow's edge or a vignette's
     corners, and sensor noise over dark paper, pass the ink threshold but stay soft: they never reach
@@ -718,14 +719,20 @@ def _without_shading(
     riddle, where the sensor's noise was `noisy` enough to be smoothed away (PINHOLES); and where it wasn't, nor
     is a dot beside a stroke (BLOB). Nor is what the person framing the digit didn't write: a mark that the frame
     cuts, softer than the digit or in a wider pen (ALIKE), a line printed far finer than it (THIN), a loop round
-    it (RING) or a line under it (FLAT)."""
+    it (RING) or a line under it (FLAT).
+
+    But the mark with the most ink, where it is the only large one that reaches the strongest ink and the frame
+    doesn't cut it, holds the digit: if it is shading or a surface as a whole, the digit lies on that surface (a
+    highlighter's band drawn across it, which joins its strokes in one mark). While `split`, its strokes are kept
+    and looked at again without the rest of it: its pixels that reach SOLID where its mean is shading's, and
+    where it is a surface, those that stand out of the paper within reach."""
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
     if rows.size == 0:
         return x
     # Only the box around the ink is labelled: a digit on a page takes a fraction of it.
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     labels, n = ndimage.label(x[box] > 0, structure=np.ones((3, 3)))
-    if n <= 1:
+    if n == 1 and rise is None:  # one mark on evenly lit paper: no surface for a digit to lie on
         return x
     # Counted over the ink's pixels with bincount: ndimage.maximum sorts the whole image, 30 ms at 512×384.
     inked = np.nonzero(labels)
@@ -744,6 +751,23 @@ def _without_shading(
     # How far the labelled box lies in from the frame's top, left, bottom and right.
     margins = np.array([rows[0], cols[0], x.shape[0] - 1 - rows[-1], x.shape[1] - 1 - cols[-1]])
     cut = _cut(labels, n, margins)
+    # Another mark that could be the digit, or the frame's edge, says the mark with the most ink may be the desk
+    # (on a desk under a vignette, a wedge of grain beside a 0 was split into strokes: "several digits").
+    split &= np.count_nonzero(strong & large) == 1 and not cut[main]
+
+    def digit(kept: np.ndarray) -> bool:
+        """Whether the `kept` pixels of the mark with the most ink hold more ink than any other mark: a digit's
+        strokes, not a desk's knots (a 3 crossed by rules, in pieces beside a desk's wedge, was lost to a speck)."""
+        return bool(values[(marks == main) & kept].sum() > np.delete(total, main).max())
+
+    def strokes(kept: np.ndarray) -> np.ndarray:
+        """The marks again, with only the `kept` pixels of the mark with the most ink."""
+        gone = (marks == main) & ~kept
+        x[box][inked[0][gone], inked[1][gone]] = 0
+        return _without_shading(x, gain, rise, noisy, split=False)
+
+    if split and mean[main] < SHADING and digit(solid := values >= SOLID):
+        return strokes(solid)
     framed = ink & strong & large & ~cut  # in the pen the person wrote with
     lying = cut & framed.any() & (~strong | (pens > ALIKE * pens[framed].max(initial=0)))
     ink &= ~lying
@@ -751,7 +775,12 @@ def _without_shading(
     reach = round(PEN_REACH * widest)
     if rise is not None and reach < _paper_reach(x):
         stroke = values - rise(reach, box)[inked] >= INK_THRESHOLD
-        ink &= np.bincount(marks, stroke, minlength=n + 1) >= SURFACE * size
+        surface = np.bincount(marks, stroke, minlength=n + 1) < SURFACE * size
+        if split and surface[main] and digit(stroke):
+            return strokes(stroke)
+        ink &= ~surface
+    if n == 1:  # one mark is ink, unless the digit lay on it (above)
+        return x
     if gain is not None:
         lifted = np.bincount(marks, gain[box][inked], minlength=n + 1) / np.maximum(size, 1)
         ink &= (mean >= SOFTER * mean[main]) | (lifted < LIFTED)

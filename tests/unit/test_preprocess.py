@@ -427,6 +427,24 @@ def test_a_line_drawn_under_the_digit_is_not_ink():
     assert (x[100:300, 190:320] > 0).sum() > 2000
 
 
+@pytest.mark.parametrize(("top", "bottom", "shade"), [(90, 180, 0.8), (90, 180, 0.7), (180, 230, 0.8)])
+def test_a_highlighters_band_across_the_digit_is_not_ink(top, bottom, shade):
+    # A 7 in a pen 10 px wide under light falling off, a highlighter's band drawn across it: a fifth to a third
+    # darker than the sheet, over the 7's bar or its stem. The band joined the 7's strokes in one mark, which was
+    # read whole as a stroke, or dropped whole as shading ("no digit found").
+    im = Image.new("L", (512, 384), 225)
+    ImageDraw.Draw(im).line([(200, 110), (310, 110), (240, 300)], fill=30, width=10, joint="curve")
+    sheet = np.asarray(im, np.float32)
+    band = sheet[top:bottom, 90:450]
+    band[band > 100] *= shade
+    light = 1 - 0.4 * (np.arange(384, dtype=np.float32)[:, None] / 384 - 0.5) ** 2
+    x = ink_map(Image.fromarray((sheet * light).astype(np.uint8)))
+    assert not x[top:bottom, 90:190].any()
+    assert not x[top:bottom, 330:450].any()
+    assert (x[100:310, 190:320] > 0).sum() > 2000
+    assert not several_digits(x)
+
+
 def test_a_zero_keeps_the_dot_written_inside_it():
     # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
     im = Image.new("L", (512, 384), 225)

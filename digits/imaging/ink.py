@@ -754,15 +754,18 @@ def _without_shading(
     # Another mark that could be the digit, or the frame's edge, says the mark with the most ink may be the desk
     # (on a desk under a vignette, a wedge of grain beside a 0 was split into strokes: "several digits").
     split &= np.count_nonzero(strong & large) == 1 and not cut[main]
+    if n == 1 and not split:  # nothing below changes one mark but a split
+        return x
+    mine = marks == main
 
     def digit(kept: np.ndarray) -> bool:
         """Whether the `kept` pixels of the mark with the most ink hold more ink than any other mark: a digit's
         strokes, not a desk's knots (a 3 crossed by rules, in pieces beside a desk's wedge, was lost to a speck)."""
-        return bool(values[(marks == main) & kept].sum() > np.delete(total, main).max())
+        return bool(values[mine & kept].sum() > np.delete(total, main).max())
 
     def strokes(kept: np.ndarray) -> np.ndarray:
         """The marks again, with only the `kept` pixels of the mark with the most ink."""
-        gone = (marks == main) & ~kept
+        gone = mine & ~kept
         x[box][inked[0][gone], inked[1][gone]] = 0
         return _without_shading(x, gain, rise, noisy, split=False)
 

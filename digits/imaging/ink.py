@@ -474,6 +474,20 @@ def _counts(ys: np.ndarray, centred: np.ndarray, angles: np.ndarray, offset: int
     return np.bincount(cells, minlength=size * angles.size).reshape(angles.size, size)
 
 
+def _meeting(rows: np.ndarray, angles: np.ndarray, w: int) -> np.ndarray:
+    """Which of the lines found for rules (each the row where it crosses the frame's middle, and its angle, in
+    order) meet a neighbour inside the frame, as rules never do, not even seen in perspective: they converge
+    beyond the sheet. A digit's thin strokes do."""
+    slopes = np.tan(np.deg2rad(angles))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = np.diff(rows) / (slopes[:-1] - slopes[1:])  # where each meets the next, from the frame's middle
+    pair = np.abs(at) <= w / 2
+    meeting = np.zeros(rows.size, dtype=bool)
+    meeting[:-1] |= pair
+    meeting[1:] |= pair
+    return meeting
+
+
 def _rules_removed(x: np.ndarray, thin: np.ndarray) -> np.ndarray:
     """_without_rules() for rules along the rows, turned by up to ±RULE_TURN°, with `thin` the thin ink.
 
@@ -503,6 +517,13 @@ def _rules_removed(x: np.ndarray, thin: np.ndarray) -> np.ndarray:
     beyond = np.maximum(counts[best[at], at - d], counts[best[at], at + d])
     lines = at[(most[at] >= RULE_LENGTH * w / every) & (most[at] >= near) & (2 * beyond < most[at])]
     lines = lines[np.diff(lines, prepend=-d) > 1]  # of two equal rows side by side, the first
+    # Where no line is long enough to be a rule alone, they may all be a digit's strokes, cropped close: a
+    # ballpoint's 4 with a loop had its loop's side and its stem taken for rules, and more than half its ink with
+    # them ("not a digit"). Those that meet inside the frame are. Not where a line is that long: a note's short
+    # rules behind its digit, their angles a few degrees off for a desk's grain beside the note, seemed to meet at
+    # the frame's edge, and were left as ink (an 8 and a 4 on lined notes on grained desks: "not a digit").
+    if np.all(most[lines] * every < LONE * w):
+        lines = lines[~_meeting(lines, angles[best[lines]], w)]
     lone = lines.size < RULE_LINES or np.median(np.diff(lines)) * RULE_APART > np.median(most[lines]) * every
     if lone:
         lines = lines[most[lines] * every >= LONE * w]

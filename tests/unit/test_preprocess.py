@@ -659,6 +659,26 @@ def test_thin_parallel_strokes_as_far_apart_as_they_are_long_are_not_rules():
     assert (found & drawn).sum() > 0.9 * drawn.sum()
 
 
+@pytest.mark.parametrize("size", [(100, 120, 2), (118, 135, 3)])
+def test_a_ballpoints_strokes_that_cross_are_not_rules(size, predictor):
+    # A 4 with a loop in a ballpoint, cropped close: its loop's sides, its stem and its tick each reach across a
+    # quarter of the frame, thin and straight enough for rules, but they meet inside the frame and rules never
+    # do. Taken for rules, they lost 60-80% of the 4's ink.
+    w, h, pen = size
+    im = Image.new("L", (w, h), 235)
+    strokes = [
+        [(48, 20), (38, 45), (34, 72), (52, 72), (56, 50), (66, 34), (76, 32)],
+        [(34, 72), (84, 67)],
+        [(44, 72), (38, 112)],
+        [(38, 45), (54, 55)],
+    ]
+    for stroke in strokes:
+        ImageDraw.Draw(im).line([(x * w / 118, y * h / 135) for x, y in stroke], fill=60, width=pen)
+    drawn = np.asarray(im) < 150
+    assert (ink_map(im) > 0)[drawn].sum() > 0.9 * drawn.sum()
+    assert predictor.predict(encode(np.asarray(im))).digit == 4
+
+
 def test_an_image_many_times_wider_than_high_is_read():
     """The rule search counted rows from `h` above the image, and a slope of 6° over 84 px reached further: the
     fuzzer's 84×3 TIFF was a 500 (tests/api/fuzzed/)."""

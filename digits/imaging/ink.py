@@ -517,16 +517,17 @@ def _rules_removed(x: np.ndarray, thin: np.ndarray) -> np.ndarray:
     beyond = np.maximum(counts[best[at], at - d], counts[best[at], at + d])
     lines = at[(most[at] >= RULE_LENGTH * w / every) & (most[at] >= near) & (2 * beyond < most[at])]
     lines = lines[np.diff(lines, prepend=-d) > 1]  # of two equal rows side by side, the first
+    alone = most * every >= LONE * w  # rows that hold a line long enough to be a rule alone
     # Where no line is long enough to be a rule alone, they may all be a digit's strokes, cropped close: a
     # ballpoint's 4 with a loop had its loop's side and its stem taken for rules, and more than half its ink with
     # them ("not a digit"). Those that meet inside the frame are. Not where a line is that long: a note's short
     # rules behind its digit, their angles a few degrees off for a desk's grain beside the note, seemed to meet at
     # the frame's edge, and were left as ink (an 8 and a 4 on lined notes on grained desks: "not a digit").
-    if np.all(most[lines] * every < LONE * w):
+    if not alone[lines].any():
         lines = lines[~_meeting(lines, angles[best[lines]], w)]
     lone = lines.size < RULE_LINES or np.median(np.diff(lines)) * RULE_APART > np.median(most[lines]) * every
     if lone:
-        lines = lines[most[lines] * every >= LONE * w]
+        lines = lines[alone[lines]]
         if lines.size == 0:
             return x
     chosen = best[lines]

@@ -11,7 +11,8 @@ Two things make a small file expensive (bench/hostile.py measures both, per form
 """
 
 import struct
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 
 from PIL import ImageFile, ImageMode, PngImagePlugin
 
@@ -36,6 +37,9 @@ PngImagePlugin.MAX_TEXT_MEMORY = 1024 * 1024
 # EXIF's own limit in a JPEG (one APP1 segment). A PNG or WebP may carry more, and Pillow reads each entry in
 # Python: 65,535 of them took 22 ms.
 MAX_EXIF_BYTES = 65535
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A PNG's pixels and what Pillow keeps beside them but never applies: colour space, resolution, background, time.
+_PLAIN_PNG_CHUNKS = {b"IDAT", b"IEND", b"sRGB", b"gAMA", b"cHRM", b"iCCP", b"pHYs", b"sBIT", b"bKGD", b"tIME"}
 
 
 class CostlyImage(ImageTooLarge):
@@ -88,14 +92,40 @@ def _sample_bytes(im: ImageFile.ImageFile) -> int:
 
 def _png(data: bytes) -> int:
     """Chunks, up to IEND: Pillow reads each one's header in Python, the empty ones included."""
-    pos, parts = 8, 0
-    while pos + 8 <= len(data) and parts <= MAX_PARTS:
+    return sum(1 for _ in _png_chunks(data))
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk's type, where its type starts and where its body ends, up to IEND and no more than MAX_PARTS + 1
+    of them."""
+    pos = 8
+    for _ in range(MAX_PARTS + 1):
+        if pos + 8 > len(data):
+            return
         length, kind = struct.unpack_from(">I4s", data, pos)
-        parts += 1
+        yield kind, pos + 4, pos + 8 + length
         if kind == b"IEND":
-            break
+            return
         pos += 12 + length
-    return parts
+
+
+def plain_png(data: bytes) -> bool:
+    """Whether a PNG is 8-bit grey, RGB or RGBA, not interlaced, whole, and holds nothing that Pillow applies to its
+    pixels or their orientation: no transparency, palette, EXIF, text (which may carry EXIF or XMP) or
+    animation. Any decoder reads the same pixels from such a file (decode.py). Whole: every chunk's checksum
+    holds, and the file ends with IEND (a few µs: crc32 runs at gigabytes a second)."""
+    if data[:16] != PNG_SIGNATURE + b"\0\0\0\x0dIHDR" or len(data) < 33:
+        return False
+    depth, colour, _, _, interlace = data[24:29]
+    if depth != 8 or colour not in (0, 2, 6) or interlace:
+        return False
+    view, kind = memoryview(data), b""
+    for kind, start, end in _png_chunks(data):
+        if kind not in _PLAIN_PNG_CHUNKS and start != 12:  # the first is IHDR, and only the first
+            return False
+        if data[end : end + 4] != zlib.crc32(view[start:end]).to_bytes(4, "big"):
+            return False
+    return kind == b"IEND"
 
 
 # JPEG markers with no length after them: SOI, EOI, TEM and the restart markers.

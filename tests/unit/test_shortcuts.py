@@ -1,14 +1,21 @@
 """The preprocessing's shortcuts, each against the long way round it skips: the same pixels to the last bit, over
 MNIST's test set and the realism benchmark's conditions."""
 
-import numpy as np
-from PIL import Image
+import struct
+import zlib
 
+import numpy as np
+import pyspng
+import pytest
+from PIL import ExifTags, Image
+
+from digits.imaging import formats
 from digits.imaging.decode import decode
+from digits.imaging.errors import ImageError, UnreadableImage
 from digits.imaging.fit import ink_box, one_pen
 from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _surroundings, ink_map
 from digits.imaging.png import encode
-from tests.helpers import realism_uploads
+from tests.helpers import bench_module, realism_uploads
 
 
 def test_a_crop_already_boxed_is_what_pillows_resize_returns(mnist_test):
@@ -68,3 +75,143 @@ def test_an_opaque_canvas_reads_as_its_gray_does():
     for alpha in (255, 253):
         rgba = np.dstack([gray, gray, gray, np.full_like(gray, alpha)])
         assert (ink_map(decode(encode(rgba))) == ink_map(decode(encode(gray)))).all()
+
+
+def decoded(data: bytes) -> Image.Image | type[ImageError]:
+    """decode()'s image, or the kind of error it raises."""
+    try:
+        return decode(data)
+    except ImageError as e:
+        return type(e)
+
+
+def pillows(data: bytes, monkeypatch: pytest.MonkeyPatch) -> Image.Image | type[ImageError]:
+    """decoded() the long way, with Pillow alone."""
+    with monkeypatch.context() as m:
+        m.setattr(formats, "plain_png", lambda _: False)
+        return decoded(data)
+
+
+def same(a: Image.Image | type[ImageError], b: Image.Image | type[ImageError]) -> bool:
+    if isinstance(a, Image.Image) and isinstance(b, Image.Image):
+        return (a.mode, a.size, a.info, a.tobytes()) == (b.mode, b.size, b.info, b.tobytes())
+    return a == b
+
+
+def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    pos, out = 8, []
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        out.append((kind, data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return out
+
+
+def png(parts: list[tuple[bytes, bytes]]) -> bytes:
+    """A PNG of these chunks, each with its checksum."""
+    return formats.PNG_SIGNATURE + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in parts
+    )
+
+
+def plain_pngs(mnist_test) -> list[bytes]:
+    """RGB and RGBA PNGs from 100×100 to past the working size, compressed every way Pillow does; MNIST's digits in
+    colour, and on the page's canvas."""
+    rng = np.random.default_rng(4)
+    digits = mnist_test[0][:10]
+    files = [bench_module("in_process").canvas_png(d) for d in digits[:3]]
+    files += [encode(Image.fromarray(255 - d).resize((140, 140)).convert("RGB")) for d in digits]
+    for mode, bands in (("RGB", 3), ("RGBA", 4)) * 8:
+        h, w = rng.integers(100, 700, 2)
+        pixels = rng.integers(0, 256, (h, w, bands), dtype=np.uint8)
+        pixels[: h // 2] = pixels[:1]  # compressible, as paper is
+        image, level, optimize = Image.fromarray(pixels, mode), int(rng.integers(0, 10)), bool(rng.random() < 0.3)
+        # With the notes Pillow keeps and never applies: resolution and colour profile.
+        files.append(encode(image, compress_level=level, optimize=optimize, dpi=(300, 300), icc_profile=b"\0" * 64))
+    return files
+
+
+def test_a_plain_colour_png_decodes_to_pillows_pixels(mnist_test, monkeypatch):
+    """decode() reads a plain colour PNG with libspng (formats.plain_png): the same image as Pillow's, to the last
+    bit, notes and all."""
+    files, read, load = plain_pngs(mnist_test), [], pyspng.load
+
+    def reading(data: bytes) -> np.ndarray:
+        read.append(data)
+        return load(data)
+
+    monkeypatch.setattr(pyspng, "load", reading)
+    for data in files:
+        assert same(decode(data), pillows(data, monkeypatch))
+    assert read == files
+
+
+def test_a_png_with_more_in_it_is_pillows(mnist_test):
+    """Transparency, a palette, 16 or 1 bit, grey with alpha, EXIF and text (before or after the pixels) and
+    animation all change what Pillow makes of a PNG, so it reads them; an EXIF turn after the pixels still turns."""
+    digit = 255 - mnist_test[0][0]
+    seven = Image.fromarray(digit).resize((140, 140)).convert("RGB")
+    body = encode(seven)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    after = [
+        (b"eXIf", exif.tobytes()),
+        (b"tEXt", b"Comment\0hi"),
+        (b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(b"x")),
+    ]
+    others = [
+        encode(seven, transparency=(255, 255, 255)),
+        encode(seven.convert("P")),
+        encode(Image.fromarray(digit.astype(np.uint16) * 257)),
+        encode(seven.convert("1")),
+        encode(seven.convert("LA")),
+        encode(seven, exif=exif),
+        encode(seven, save_all=True, append_images=[seven]),
+        *(png([*chunks(body)[:-1], note, (b"IEND", b"")]) for note in after),
+    ]
+    assert formats.plain_png(body)
+    assert not any(formats.plain_png(data) for data in others)
+    assert (np.asarray(decode(others[-3])) == np.rot90(np.asarray(decode(body)), -1)).all()
+
+
+def test_a_damaged_plain_png_gets_pillows_answer(mnist_test, monkeypatch):
+    """Damage that a checksum catches, bytes flipped or cut anywhere in a file, is Pillow's to read or refuse.
+    Pixels changed and the chunks' checksums forged to match read as Pillow reads them too, or are refused as
+    Pillow refuses them, except where the stream's own checksum fails: Pillow refuses those, and libspng, which
+    skips it as browsers do, reads what the stream says."""
+    rng = np.random.default_rng(5)
+    files = plain_pngs(mnist_test)[::3]
+    answers: dict[str, list] = {"damaged": [], "forged": []}
+    for _ in range(400):
+        data = files[rng.integers(len(files))]
+        if rng.random() < 0.5:
+            damaged = bytearray(data)
+            if rng.random() < 0.3:
+                damaged = damaged[: rng.integers(8, len(data))]
+            else:
+                for at in rng.integers(8, len(data), rng.integers(1, 4)):
+                    damaged[at] = rng.integers(256)
+            ours, theirs = decoded(bytes(damaged)), pillows(bytes(damaged), monkeypatch)
+            assert same(ours, theirs)
+            answers["damaged"].append(isinstance(ours, Image.Image))
+            continue
+        parts = chunks(data)
+        idat = [k for k, (kind, _) in enumerate(parts) if kind == b"IDAT"]
+        k = idat[rng.integers(len(idat))]
+        body = bytearray(parts[k][1])
+        for at in rng.integers(0, len(body), rng.integers(1, 3)):
+            body[at] = rng.integers(256)
+        parts[k] = (b"IDAT", bytes(body))
+        forged = png(parts)
+        assert formats.plain_png(forged)
+        ours, theirs = decoded(forged), pillows(forged, monkeypatch)
+        if not same(ours, theirs):
+            assert isinstance(ours, Image.Image)
+            assert theirs is UnreadableImage
+            with pytest.raises(zlib.error, match="incorrect data check"):
+                zlib.decompress(b"".join(body for kind, body in parts if kind == b"IDAT"))
+        answers["forged"].append((isinstance(ours, Image.Image), isinstance(theirs, Image.Image)))
+    # Every kind of answer was compared: read both ways, refused both ways, and read by libspng alone.
+    assert any(answers["damaged"])
+    assert not all(answers["damaged"])
+    assert {(True, True), (False, False), (True, False)} <= set(answers["forged"])

@@ -38,7 +38,8 @@ PngImagePlugin.MAX_TEXT_MEMORY = 1024 * 1024
 # Python: 65,535 of them took 22 ms.
 MAX_EXIF_BYTES = 65535
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# A PNG's pixels and what Pillow keeps beside them but never applies: colour space, resolution, background, time.
+# A PNG's pixels and what Pillow keeps beside them but never applies: colour space, significant bits, resolution,
+# background, time.
 _PLAIN_PNG_CHUNKS = {b"IDAT", b"IEND", b"sRGB", b"gAMA", b"cHRM", b"iCCP", b"pHYs", b"sBIT", b"bKGD", b"tIME"}
 
 

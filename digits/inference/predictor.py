@@ -145,13 +145,18 @@ class Predictor:
         odds = np.exp(logits - largest)
         total = odds.sum(axis=1, keepdims=True)
         energy = self.temperature * (largest + np.log(total))[:, 0]
-        probs = (odds / total).tolist()
+        probs = odds / total
+        # What round(p, 6) gives each, bit for bit, in one pass: p·10⁶ is exact in float64 for a float32 p, so
+        # rint rounds the exact value, half to even, as round does (checked on 5.5 million probabilities). A
+        # micro-batch of 32 took 15.5 µs an upload with ten calls of round each, and takes 11.2 (alternated, 15
+        # rounds); one upload alone the same within noise.
+        shown = np.round(probs.astype(np.float64), 6).tolist()
+        nothing = (energy < self.not_a_digit_below).tolist()
         predictions = []
-        for row, image, not_a_digit in zip(probs, images, (energy < self.not_a_digit_below).tolist(), strict=True):
+        for row, rounded, image, not_a_digit in zip(probs.tolist(), shown, images, nothing, strict=True):
             top = max(row)
             uncertain = top < self.uncertain_below or not_a_digit
             digit = row.index(top)
-            rounded = [round(p, 6) for p in row]
             predictions.append(Prediction(digit, top, rounded, uncertain, image, not_a_digit=not_a_digit))
         return predictions
 

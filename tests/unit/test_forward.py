@@ -63,3 +63,12 @@ def test_blanking_a_patch_reads_as_the_blanked_image_does(predictor, mnist_test)
         blank = images.reshape(8, -1).copy()
         blank[:, explain.PATCHES[k]] = 0
         np.testing.assert_allclose(logits[:, 1 + k], predictor.forward(blank), atol=1e-4)
+
+
+def test_each_probability_is_rounded_as_round_rounds(predictor, mnist_test):
+    """The answer's probabilities are round(p, 6) of the calibrated ones, bit for bit (Predictor.classify rounds
+    them all at once): the top one against the unrounded confidence, over the test set and noise."""
+    noise = np.random.default_rng(1).random((500, 28, 28), dtype=np.float32)
+    for images in (mnist_test[0].astype(np.float32) / 255, noise):
+        for p in predictor.classify(images):
+            assert p.probabilities[p.digit] == round(p.confidence, 6)

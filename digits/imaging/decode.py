@@ -100,6 +100,8 @@ def load(im: Image.Image) -> Image.Image:
     try:
         if (pixels := _plain_png(im)) is not None:
             notes, im = im.info, Image.fromarray(pixels)  # upright: a plain PNG holds no EXIF
+            if _opaque(pixels):
+                im = im.convert("L")  # luminance()'s answer, without reading the alpha again
             im.info.update(notes)
         else:
             im.load()  # first frame only, for animations and multi-page files
@@ -135,6 +137,13 @@ def _plain_png(im: Image.Image) -> np.ndarray | None:
         return pyspng.load(data)
     except RuntimeError:
         return None
+
+
+def _opaque(pixels: np.ndarray) -> bool:
+    """Whether RGBA pixels, as libspng gives them, are opaque (alpha over OPAQUE everywhere). Alpha is the high
+    byte of each pixel read as a little-endian word, so the least word holds the least alpha: 0.07 ms for a
+    560×560 canvas, where Pillow's alpha band and its extrema took 0.33."""
+    return pixels.shape[2] == 4 and int(pixels.view("<u4").min()) >> 24 > OPAQUE
 
 
 def luminance(im: Image.Image) -> Image.Image:

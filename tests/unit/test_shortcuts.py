@@ -1,6 +1,7 @@
 """The preprocessing's shortcuts, each against the long way round it skips: the same pixels to the last bit, over
 MNIST's test set and the realism benchmark's conditions."""
 
+import io
 import struct
 import zlib
 
@@ -10,10 +11,10 @@ import pytest
 from PIL import ExifTags, Image
 
 from digits.imaging import formats
-from digits.imaging.decode import decode
+from digits.imaging.decode import OPAQUE, _opaque, decode
 from digits.imaging.errors import ImageError, UnreadableImage
 from digits.imaging.fit import ink_box, one_pen
-from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _surroundings, ink_map
+from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _percentile, _surroundings, ink_map
 from digits.imaging.png import encode
 from tests.helpers import bench_module, realism_uploads
 
@@ -43,6 +44,18 @@ def test_the_extremes_are_what_partition_finds(mnist_test):
         assert _extremes(gray, k) == (found[k], found[n - 1 - k])
         shortcut += (gray == gray.min()).sum() > k and (gray == gray.max()).sum() > k
     assert shortcut >= 2
+
+
+def test_the_percentiles_are_numpys():
+    """_ink() takes the paper's percentiles from a sort, as np.percentile interpolates them: the same to the bit,
+    over few levels (a canvas's blocks), many, and one, in float32 and float64."""
+    rng = np.random.default_rng(3)
+    for trial in range(3000):
+        size = int(rng.integers(1, 5000))
+        levels = rng.random(int(rng.integers(1, 4))) if trial % 2 else rng.random(size) ** 3
+        a: np.ndarray = rng.choice(levels, size).astype(np.float32 if trial % 5 else np.float64)
+        for q in (0, 10, 37, 50, 90, 100):
+            assert _percentile(a, q) == float(np.percentile(a, q))
 
 
 def test_flat_paper_is_what_smoothing_would_give():
@@ -128,6 +141,11 @@ def plain_pngs(mnist_test) -> list[bytes]:
         image, level, optimize = Image.fromarray(pixels, mode), int(rng.integers(0, 10)), bool(rng.random() < 0.3)
         # With the notes Pillow keeps and never applies: resolution and colour profile.
         files.append(encode(image, compress_level=level, optimize=optimize, dpi=(300, 300), icc_profile=b"\0" * 64))
+    # Opaque but for one pixel, each side of OPAQUE, anywhere: read as L (decode._opaque) or with its alpha.
+    for least in (0, OPAQUE, OPAQUE + 1, 255):
+        pixels = np.dstack([rng.integers(0, 256, (120, 130, 3), dtype=np.uint8), np.full((120, 130), 255, np.uint8)])
+        pixels[rng.integers(120), rng.integers(130), 3] = least
+        files.append(encode(pixels))
     return files
 
 
@@ -143,6 +161,8 @@ def test_a_plain_colour_png_decodes_to_pillows_pixels(mnist_test, monkeypatch):
     monkeypatch.setattr(pyspng, "load", reading)
     for data in files:
         assert same(decode(data), pillows(data, monkeypatch))
+        if (pixels := load(data)).shape[2] == 4:  # the alpha read as Pillow reads it
+            assert _opaque(pixels) == (np.asarray(Image.open(io.BytesIO(data)).getchannel("A")).min() > OPAQUE)
     assert read == files
 
 

@@ -243,8 +243,9 @@ def _opened(x: np.ndarray, level: np.ufunc = np.minimum, size: int = PAPER_BLOCK
         return None
     coarse = _by_blocks(x, b, level)
     if level is np.add:
-        sides = [np.diff(np.arange(0, n, b), append=n) for n in (h, w)]
-        coarse /= np.outer(*sides).astype(x.dtype)
+        # Each block's pixels, the last row's and column's short; np.diff took 33 µs to count them.
+        rows, cols = ([min(b, n - i) for i in range(0, n, b)] for n in (h, w))
+        coarse /= np.outer(rows, cols).astype(x.dtype)
     return ndimage.maximum_filter(ndimage.minimum_filter(coarse, size, mode="nearest"), size, mode="nearest")
 
 
@@ -428,7 +429,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     if noisy:
         x = ndimage.gaussian_filter(x, DENOISE_SIGMA)
         noise = _noise(x, crowded)
-    x[x < max(INK_THRESHOLD, NOISE_SIGMAS * noise)] = 0
+    np.copyto(x, 0, where=x < max(INK_THRESHOLD, NOISE_SIGMAS * noise))  # x[x < ...] = 0 took 227 µs, this 174
     np.minimum(x, 1, out=x)
     rise = None
     if uneven:  # the paper's level followed _surroundings
@@ -441,8 +442,9 @@ def _ink(gray: np.ndarray) -> np.ndarray:
 
     x = _without_shading(_without_rules(x), gain, rise, noisy)
     # What is left of noise is a speck, which the fit would blow up into a block and read as a digit (one in 200
-    # noise images, at 42%: not flagged).
-    if np.count_nonzero(x) < INK_PIXELS:
+    # noise images, at 42%: not flagged). Counted as what isn't paper: np.count_nonzero of float32 took 209 µs
+    # at 512×512, its comparison with 0 and the count of that 38.
+    if x.size - np.count_nonzero(x == 0) < INK_PIXELS:
         raise NoDigitFound(BLANK)
     return x
 

@@ -16,6 +16,7 @@ from digits.imaging.errors import ImageError
 from digits.imaging.fit import prepared
 from digits.imaging.groups import several_digits
 from digits.inference.forward import Forward
+from digits.inference.heap import keep_freed_memory
 from digits.inference.weights import (
     DEFAULT_WEIGHTS,
     WeightsError,
@@ -104,6 +105,8 @@ class Predictor:
         return model_id(self.sha256)
 
     def _use(self, state: Mapping[str, np.ndarray], metadata: dict[str, str], max_pixels: int) -> None:
+        # Every process that reads uploads has a Predictor, and processes forked from it inherit the setting.
+        keep_freed_memory()
         self.state = state  # the weights by name; model.model_from_state makes torch's module of them
         self.forward = Forward(state)
         self.metadata = metadata

@@ -364,14 +364,19 @@ def _noise(x: np.ndarray, crowded: bool = False) -> float:
 
 
 def _extremes(a: np.ndarray, k: int) -> tuple[float, float]:
-    """The k-th smallest and k-th largest values, counted from 0. A drawing's few levels make np.partition slow
-    (0.8 ms at 512×512), and there the k-th is the minimum or maximum itself, repeated more than k times."""
-    lo, hi = a.min(), a.max()
-    if np.count_nonzero(a == lo) > k and np.count_nonzero(a == hi) > k:
-        return lo, hi
-    n = a.size
-    found = np.partition(a.ravel(), (k, n - 1 - k))
-    return found[k], found[n - 1 - k]
+    """The k-th smallest and k-th largest values, counted from 0, as np.partition finds them, each from a few
+    pixels. Where the minimum or maximum repeats more than k times, as on a drawing's few levels, it is the k-th
+    itself (np.partition took 0.8 ms on those at 512×512). Else the k-th is among the pixels at or beyond a
+    strided sample's own k-th, which more than k pixels reach: a few hundred of a photo's 200,000, 0.3 ms in
+    all where partitioning the whole took 2.4 (100 realism photos, 384×512, on a loaded machine)."""
+    flat, sample = a.ravel(), np.sort(_sample(a))
+    lo, hi = flat.min(), flat.max()
+    if np.count_nonzero(flat == lo) <= k:
+        lo = np.partition(flat[flat <= sample[k]], k)[k]
+    if np.count_nonzero(flat == hi) <= k:
+        high = flat[flat >= sample[-1 - k]]
+        hi = np.partition(high, high.size - 1 - k)[high.size - 1 - k]
+    return lo, hi
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:

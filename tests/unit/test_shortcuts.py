@@ -33,12 +33,25 @@ def test_a_crop_already_boxed_is_what_pillows_resize_returns(mnist_test):
 
 
 def test_the_extremes_are_what_partition_finds(mnist_test):
-    """_ink() takes the 16th darkest and lightest pixels without sorting when they repeat, as a drawing's do."""
+    """_ink() takes the 16th darkest and lightest pixels without sorting when they repeat, as a drawing's do, and
+    from the few beyond a sample's own when they don't, as a photo's."""
     grays = [_gray_and_alpha(decode(u))[0] for u in realism_uploads(mnist_test)]
     drawing = np.full((512, 512), 1.0, np.float32)
     drawing[100:400, 240:272] = 0
+    rng = np.random.default_rng(5)
+    grain = np.where(drawing == 1, rng.random(drawing.shape, np.float32), 0)  # paper grainy, ink flat
+    dots = np.full((384, 512), 0.5, np.float32)
+    dots.flat[rng.choice(dots.size, 40, replace=False)] = rng.random(40)  # the darkest and lightest off the sample
     shortcut = 0
-    for gray in [*grays, drawing, 1 - drawing, np.float32(1) - mnist_test[0][0] / np.float32(255)]:
+    for gray in [
+        *grays,
+        drawing,
+        1 - drawing,
+        grain,
+        1 - grain,
+        dots,
+        np.float32(1) - mnist_test[0][0] / np.float32(255),
+    ]:
         k, n = INK_PIXELS, gray.size
         found = np.partition(gray.ravel(), (k, n - 1 - k))
         assert _extremes(gray, k) == (found[k], found[n - 1 - k])

@@ -4,10 +4,11 @@ and reduced to the size a digit needs."""
 import io
 import struct
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pyspng
-from PIL import ExifTags, Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
+from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
 
 from digits.i18n.message import N_
 from digits.imaging import formats
@@ -22,16 +23,11 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 DEFAULT_MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo fits with room to spare
 # No EPS, PDF, etc.: fewer parsers facing the internet. Pillow registers PNG, JPEG, GIF and BMP on its own;
 # the plugin imports above register the rest without loading all fifty.
-# Phone photos in MPO open through the JPEG plugin. One more parser sees only plain colour PNGs (_plain_png),
-# each opened by Pillow first and its chunks walked and checksummed: libspng, fuzzed continuously by OSS-Fuzz.
+# Phone photos in MPO open through the JPEG plugin. One more parser sees only plain PNGs (PlainPng), each with
+# its chunks walked and checksummed first: libspng, fuzzed continuously by OSS-Fuzz.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 WORK_SIZE = 512  # big images are reduced to this longer side first; a digit needs no more
 OPAQUE = 252  # alpha over this, 0.99 of 255, is opaque (ink.py)
-# Pillow unpacks colour into four bytes a pixel in C, but its Python around the decoder costs a fixed time that
-# libspng's call doesn't beat on small files, nor on grey ones: in one process, alternated, decode() of 50 RGB
-# PNGs at 112×112 took 0.88× the time through libspng, at 160×160 0.76×, at 280×280 0.65× (RGBA 0.73×, 0.64×,
-# 0.56×), but at 56×56 1.05× and at 28×28 1.16×; grey ones 0.99-1.16× at every size up to 280×280.
-SPNG_PIXELS = 100 * 100
 FULL_SIZE = "digits.full_size"  # where decode() leaves the upload's size before it was scaled down
 
 # What a malformed file can make Pillow raise while it parses or decodes.
@@ -47,13 +43,40 @@ _DECODE_ERRORS = (
 )
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, float]:
+@dataclass(frozen=True)
+class PlainPng:
+    """A plain PNG (formats.plain_png), opened from its header alone: libspng decodes it as Pillow would, the same
+    pixels, with none of Pillow's Python around it. decode() in one process, alternated with Pillow's way (9 rounds
+    of 50 files): a 28×28 grey digit 0.65× the time, colour from 28×28 to 280×280 0.52-0.77×, the page's 560×560
+    canvas 0.55×, grey at 112×112 and 280×280 0.9×. pyspng skips the zlib stream's own checksum, as browsers do: a
+    file whose chunks' checksums were forged over a damaged stream is read as the stream says, where Pillow refused
+    it. It holds the GIL while it decodes, which in the service is for under a millisecond: a worker reads only
+    cheap uploads itself, the sandbox the rest."""
+
+    data: bytes
+    size: tuple[int, int]
+    grey: bool  # else RGB or RGBA
+
+    def pixels(self) -> np.ndarray:
+        """The pixels as libspng decodes them; RuntimeError where it refuses the file."""
+        return pyspng.load(self.data)
+
+
+Opened = Image.Image | PlainPng  # an upload whose cost is known and whose pixels are not yet decoded
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Opened, float]:
     """Open an upload's header, refusing one that would cost too much before any pixel is decoded: the image,
     and the estimated ms on one core that decode() will take to load it (formats.py)."""
     if not data:
         raise UnreadableImage(N_("the file is empty; choose an image of a digit"))
     try:
         formats.check_structure(data)
+        if formats.plain_png(data):
+            width, height, samples, cost = formats.plain_png_header(data)
+            if width * height <= max_pixels and cost <= formats.DECODE_BUDGET_MS:
+                return PlainPng(data, (width, height), samples == 1), cost
+            # Pillow's way, below, says which limit it is over.
         im = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
         formats.check_metadata(im)
     except formats.CostlyImage:
@@ -90,26 +113,10 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     return load(open_image(data, max_pixels)[0])
 
 
-def load(im: Image.Image) -> Image.Image:
+def load(opened: Opened) -> Image.Image:
     """Decode an opened image upright, reduced to at most WORK_SIZE on its longer side."""
-    full = im.size
-    if im.format in ("JPEG", "MPO"):
-        # Let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT, keeping at least half of WORK_SIZE:
-        # a 12-megapixel phone photo decodes at 500×375, several times faster than in full.
-        im.draft("L", (WORK_SIZE // 2, WORK_SIZE // 2))
     try:
-        if (pixels := _plain_png(im)) is not None:
-            notes, im = im.info, Image.fromarray(pixels)  # upright: a plain PNG holds no EXIF
-            if _opaque(pixels):
-                im = im.convert("L")  # luminance()'s answer, without reading the alpha again
-            im.info.update(notes)
-        else:
-            im.load()  # first frame only, for animations and multi-page files
-            orientation = im.getexif().get(ExifTags.Base.Orientation)
-            if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides
-                full = full[::-1]
-            if orientation in range(2, 9):  # else upright: exif_transpose would read the EXIF again to do nothing
-                ImageOps.exif_transpose(im, in_place=True)
+        im, full = _libspngs(opened) if isinstance(opened, PlainPng) else _pillows(opened)
         im = luminance(im)
         if max(im.size) > WORK_SIZE:
             im.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
@@ -119,24 +126,44 @@ def load(im: Image.Image) -> Image.Image:
     return im
 
 
-def _plain_png(im: Image.Image) -> np.ndarray | None:
-    """A plain colour PNG's pixels (formats.plain_png), as libspng decodes them: the same as Pillow's, in a third
-    of the time (a 560×560 canvas, opaque RGBA as browsers send it: 1.1 ms against 3.6). None for any other file,
-    which Pillow reads as before; and for one that libspng refuses, which Pillow then reads or refuses. pyspng
-    skips the zlib stream's own checksum, as browsers do: a file whose chunks' checksums were forged over a
-    damaged stream is read as the stream says, where Pillow refused it. It holds the GIL while it decodes, which
-    in the service is for under a millisecond: a worker reads only cheap uploads itself, the sandbox the rest."""
-    if not isinstance(im, ImageFile.ImageFile) or im.format != "PNG" or not isinstance(im.fp, io.BytesIO):
-        return None  # open_image() opens uploads from their bytes
-    if im.mode not in ("RGB", "RGBA") or im.width * im.height < SPNG_PIXELS:
-        return None
-    data = im.fp.getvalue()
-    if not formats.plain_png(data):
+def _libspngs(png: PlainPng) -> tuple[Image.Image, tuple[int, int]]:
+    """A plain PNG's pixels, upright (it holds no EXIF), and its size; one that libspng refuses, Pillow reads or
+    refuses as before."""
+    try:
+        pixels = png.pixels()
+    except RuntimeError:
+        return _pillows(Image.open(io.BytesIO(png.data), formats=("PNG",)))
+    im = Image.fromarray(pixels)
+    if pixels.ndim == 3 and _opaque(pixels):
+        im = im.convert("L")  # luminance()'s answer, without reading the alpha again
+    return im, png.size
+
+
+def grey_pixels(opened: Opened) -> np.ndarray | None:
+    """A plain grey PNG's pixels as libspng decodes them, with no Pillow image made of them; None for any other
+    upload, and for one that libspng refuses (load() gives Pillow's answer to it)."""
+    if not isinstance(opened, PlainPng) or not opened.grey:
         return None
     try:
-        return pyspng.load(data)
+        return opened.pixels()
     except RuntimeError:
         return None
+
+
+def _pillows(im: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
+    """An image that Pillow opened, decoded upright, and its size as the user sees it."""
+    full = im.size
+    if im.format in ("JPEG", "MPO"):
+        # Let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT, keeping at least half of WORK_SIZE:
+        # a 12-megapixel phone photo decodes at 500×375, several times faster than in full.
+        im.draft("L", (WORK_SIZE // 2, WORK_SIZE // 2))
+    im.load()  # first frame only, for animations and multi-page files
+    orientation = im.getexif().get(ExifTags.Base.Orientation)
+    if orientation in (5, 6, 7, 8):  # a quarter turn swaps the sides
+        full = full[::-1]
+    if orientation in range(2, 9):  # else upright: exif_transpose would read the EXIF again to do nothing
+        ImageOps.exif_transpose(im, in_place=True)
+    return im, full
 
 
 def _opaque(pixels: np.ndarray) -> bool:

@@ -7,6 +7,7 @@ from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageErr
 from scipy import ndimage
 
 from digits.i18n.message import N_
+from digits.imaging.decode import Opened, grey_pixels, load
 from digits.imaging.errors import NoDigitFound
 from digits.imaging.ink import ink_map, pen_width
 
@@ -111,8 +112,8 @@ def fit_and_centre(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def in_mnist_form(im: Image.Image) -> np.ndarray | None:
-    """An image already as MNIST's digits are, read as it is; None for any other. MNIST's form: 28×28 grey, the
+def in_mnist_form(a: np.ndarray) -> np.ndarray | None:
+    """8-bit grey pixels already as MNIST's digits are, read as they are; None for any other. MNIST's form: 28×28, the
     paper one exact level (black, or white for dark on light) over at least half of it, the ink at full
     strength, fitted to BOX on its longer side and centred by its mass to within a pixel. Every one of MNIST's
     60,000 training digits is (its ink 19 or 20 px on its longer side, its centre 13.48 to 14.50, its strongest
@@ -120,9 +121,8 @@ def in_mnist_form(im: Image.Image) -> np.ndarray | None:
     ends, and thicken the thinnest of MNIST's own pens: 3,000 validation digits as 28×28 PNGs read 99.13% right
     through the fit (THIN at 0.75 then), and 99.33% as they are, as the network reads them in training (the
     test set, which chose nothing: 99.29% and 99.27%, flagged 0.74% and 0.66%)."""
-    if im.size != (FIELD, FIELD) or im.mode != "L":
+    if a.shape != (FIELD, FIELD) or a.dtype != np.uint8:
         return None
-    a = np.asarray(im)
     if 2 * np.count_nonzero(a == 255) >= a.size:
         a = 255 - a
     elif 2 * np.count_nonzero(a == 0) < a.size:
@@ -145,11 +145,21 @@ def in_mnist_form(im: Image.Image) -> np.ndarray | None:
 def prepared(im: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """Any decoded image as the network's 28×28 input, float32 in [0,1], ink bright on black; and the ink that
     several_digits() judges (the whole image's, before the fit)."""
-    x = in_mnist_form(im)
+    x = in_mnist_form(np.asarray(im)) if im.mode == "L" else None
     if x is not None:
         return x, x
     ink = ink_map(im)
     return fit_and_centre(ink), ink
+
+
+def prepared_upload(opened: Opened) -> tuple[np.ndarray, np.ndarray]:
+    """prepared() for an opened upload. A plain grey PNG in MNIST's form is read from libspng's pixels with no
+    Pillow image made of them: for a 28×28 digit, that round trip (Image.fromarray, then np.asarray) took a fifth
+    of its prediction (0.85 of Pillow's time with it, 0.65 without: 3 runs of 15 rounds alternated)."""
+    pixels = grey_pixels(opened) if opened.size == (FIELD, FIELD) else None
+    if pixels is not None and (x := in_mnist_form(pixels)) is not None:
+        return x, x
+    return prepared(load(opened))
 
 
 def preprocess(im: Image.Image) -> np.ndarray:

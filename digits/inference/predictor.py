@@ -11,9 +11,9 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from digits.i18n.message import N_
-from digits.imaging.decode import DEFAULT_MAX_PIXELS, load, open_image
+from digits.imaging.decode import DEFAULT_MAX_PIXELS, open_image
 from digits.imaging.errors import ImageError
-from digits.imaging.fit import prepared
+from digits.imaging.fit import prepared_upload
 from digits.imaging.groups import several_digits
 from digits.inference.forward import Forward
 from digits.inference.heap import keep_freed_memory
@@ -133,7 +133,7 @@ class Predictor:
             im, cost = open_image(data, self.max_pixels)
             if cost > budget_ms:
                 return None
-            x, ink = prepared(load(im))
+            x, ink = prepared_upload(im)
             return x, several_digits(ink)
         except ImageError as e:
             error = copy.copy(e)

@@ -113,14 +113,14 @@ def fit_and_centre(x: np.ndarray) -> np.ndarray:
 
 
 def in_mnist_form(a: np.ndarray) -> np.ndarray | None:
-    """8-bit grey pixels already as MNIST's digits are, read as they are; None for any other. MNIST's form: 28×28, the
-    paper one exact level (black, or white for dark on light) over at least half of it, the ink at full
+    """8-bit grey pixels already as MNIST's digits are, read as they are; None for any other. MNIST's form: 28×28,
+    the paper one exact level (black, or white for dark on light) over at least half of it, the ink at full
     strength, fitted to BOX on its longer side and centred by its mass to within a pixel. Every one of MNIST's
     60,000 training digits is (its ink 19 or 20 px on its longer side, its centre 13.48 to 14.50, its strongest
-    pixel 254 or 255, its paper 55% of it or more). The fit would crop such a digit again where its faint edge
-    ends, and thicken the thinnest of MNIST's own pens: 3,000 validation digits as 28×28 PNGs read 99.13% right
-    through the fit (THIN at 0.75 then), and 99.33% as they are, as the network reads them in training (the
-    test set, which chose nothing: 99.29% and 99.27%, flagged 0.74% and 0.66%)."""
+    pixel 254 or 255, its paper 55% of it or more). The fit would crop such a digit again where its faint edge ends,
+    and thicken the thinnest of MNIST's own pens: 3,000 validation digits as 28×28 PNGs read 99.13% right through
+    the fit (THIN at 0.75 then), and 99.33% as they are, as the network reads them in training (the test set, which
+    chose nothing: 99.29% and 99.27%, flagged 0.74% and 0.66%)."""
     if a.shape != (FIELD, FIELD) or a.dtype != np.uint8:
         return None
     if 2 * np.count_nonzero(a == 255) >= a.size:

@@ -259,8 +259,7 @@ def stages_section(repeats: int) -> str:
 {stamp("stages", repeats, unit="passes")} µs per upload, one core: `open_image` and `load`, or libspng's
 grey pixels where they are in MNIST's form (decode), `ink_map` (ink), `fit_and_centre` and `several_digits` (fit),
 `Predictor.classify` at batch 1 (forward, with the softmax), then `Predictor.predict` whole, alternating with the
-stages; the stages without their spread. For the
-next change, to see where it lands.
+stages; the stages without their spread. For the next change, to see where it lands.
 
 | upload | decode | ink | fit | forward | `predict`, whole |
 | --- | --- | --- | --- | --- | --- |

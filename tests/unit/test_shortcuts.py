@@ -11,7 +11,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from digits.imaging import formats
-from digits.imaging.decode import FULL_SIZE, OPAQUE, _opaque, decode
+from digits.imaging.decode import FULL_SIZE, OPAQUE, _opaque, decode, open_image
 from digits.imaging.errors import ImageError, UnreadableImage
 from digits.imaging.fit import ink_box, one_pen
 from digits.imaging.ink import INK_PIXELS, _extremes, _gray_and_alpha, _percentile, _surroundings, ink_map
@@ -168,7 +168,7 @@ def plain_pngs(mnist_test) -> list[bytes]:
 
 def test_a_plain_png_decodes_to_pillows_pixels(mnist_test, monkeypatch):
     """decode() reads a plain PNG with libspng (formats.plain_png), opening it from its own header: the same image as
-    Pillow's, to the last bit."""
+    Pillow's, to the last bit, after the same estimate of its cost."""
     files, read, load = plain_pngs(mnist_test), [], pyspng.load
 
     def reading(data: bytes) -> np.ndarray:
@@ -178,6 +178,7 @@ def test_a_plain_png_decodes_to_pillows_pixels(mnist_test, monkeypatch):
     monkeypatch.setattr(pyspng, "load", reading)
     for data in files:
         assert same(decode(data), pillows(data, monkeypatch))
+        assert open_image(data)[1] == formats.decode_ms(Image.open(io.BytesIO(data)))
         if (pixels := load(data)).ndim == 3 and pixels.shape[2] == 4:  # the alpha read as Pillow reads it
             assert _opaque(pixels) == (np.asarray(Image.open(io.BytesIO(data)).getchannel("A")).min() > OPAQUE)
     assert read == files

@@ -156,8 +156,18 @@ def plain_pngs(mnist_test) -> list[bytes]:
         pixels[: h // 2] = pixels[:1]  # compressible, as paper is
         image = Image.fromarray(pixels[..., 0] if bands == 1 else pixels, mode)
         level, optimize = int(rng.integers(0, 10)), bool(rng.random() < 0.3)
-        # With the notes Pillow keeps and never applies: resolution and colour profile.
-        files.append(encode(image, compress_level=level, optimize=optimize, dpi=(300, 300), icc_profile=b"\0" * 64))
+        # With the notes Pillow keeps and never applies: resolution and colour profile, and the rest that
+        # formats.plain_png allows (gamma, significant bits, chromaticities, colour space, background, time).
+        body = chunks(encode(image, compress_level=level, optimize=optimize, dpi=(300, 300), icc_profile=b"\0" * 64))
+        notes = [
+            (b"gAMA", struct.pack(">I", int(rng.integers(1, 200_000)))),
+            (b"sBIT", bytes([int(rng.integers(1, 9))] * bands)),
+            (b"cHRM", rng.bytes(32)),
+            (b"sRGB", bytes([int(rng.integers(4))])),
+            (b"bKGD", rng.bytes(2 if bands == 1 else 6)),
+            (b"tIME", struct.pack(">HBBBBB", 2026, 12, 6, 22, 30, 0)),
+        ]
+        files.append(png([body[0], *notes, *body[1:]]))
     # Opaque but for one pixel, each side of OPAQUE, anywhere: read as L (decode._opaque) or with its alpha.
     for least in (0, OPAQUE, OPAQUE + 1, 255):
         pixels = np.dstack([rng.integers(0, 256, (120, 130, 3), dtype=np.uint8), np.full((120, 130), 255, np.uint8)])

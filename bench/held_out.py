@@ -20,6 +20,7 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   through  rows of handwriting on the sheet's other side, showing through thin paper, faint and soft
   glare    a lamp's or a window's reflection on glossy paper, a soft patch of light on the ink as on the paper
   highlighter  a highlighter's band across the digit, its edges sharp
+  note     the digit on a note or a sheet darker than what it lies on: a coloured sticky note on a white desk
 """
 
 import argparse
@@ -198,6 +199,21 @@ def highlighter(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Gene
     sheet *= 1 - rng.uniform(0.1, 0.3) * band
 
 
+def note(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    # A coloured sticky note, or a grey sheet, on a surface lighter than it: a white desk, printer paper beneath.
+    # The note holds the digit with room, turned up to 30°, and reflects 0.55-0.9 of the paper's light (a pink,
+    # blue or green note in luminance); the surface is as light as the paper or lighter, with a faint mottle.
+    ys, xs = grid
+    turn = rng.uniform(-np.pi / 6, np.pi / 6)
+    (y, x) = np.asarray(digit.centre) + rng.uniform(-0.15, 0.15, 2) * digit.height
+    half = rng.uniform(0.85, 1.8, 2) * digit.height
+    u = (ys - y) * np.cos(turn) + (xs - x) * np.sin(turn)
+    v = (xs - x) * np.cos(turn) - (ys - y) * np.sin(turn)
+    inside = np.clip(0.5 + np.minimum(half[0] - np.abs(u), half[1] - np.abs(v)), 0, 1)
+    surface = rng.uniform(0.9, 1.0) + ndimage.gaussian_filter(rng.normal(0, 0.1, sheet.shape), rng.uniform(6, 20))
+    sheet[:] = inside * sheet * rng.uniform(0.55, 0.9) + (1 - inside) * np.minimum(surface, 1)
+
+
 SCENES: dict[str, Scene] = {
     "none": none,
     "holes": holes,
@@ -212,6 +228,7 @@ SCENES: dict[str, Scene] = {
     "through": through,
     "glare": glare,
     "highlighter": highlighter,
+    "note": note,
 }
 
 

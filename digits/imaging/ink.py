@@ -379,6 +379,11 @@ def _extremes(a: np.ndarray, k: int) -> tuple[float, float]:
     return lo, hi
 
 
+def _lightest_edge(x: np.ndarray) -> float:
+    """The lightest pixel along the frame's edge."""
+    return float(max(x[[0, -1]].max(), x[:, [0, -1]].max()))
+
+
 def _ink(gray: np.ndarray) -> np.ndarray:
     """Ink bright on black, in [0,1], whatever the polarity, contrast and lighting of the source."""
     # The paper is the brightest surface wider than a stroke: the 90th percentile of the blocks' means, opened so
@@ -389,9 +394,21 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     opened = _opened(gray, np.add, SHEET_BLOCKS)
     background = _median(gray) if opened is None else _percentile(opened, PAPER_PERCENTILE)
     # The 16th darkest and lightest pixels: robust to a few specks, yet a tiny digit in a big image still counts.
-    dark, light = _extremes(gray, min(INK_PIXELS, gray.size // 2))
+    k = min(INK_PIXELS, gray.size // 2)
+    dark, light = _extremes(gray, k)
     # The ink is whichever extreme lies further from the background: dark pen on paper, or chalk on a board.
     on_paper = background - dark > light - background
+    if not on_paper and opened is not None and 2 * _lightest_edge(gray) > background + light:
+        # Chalk is thin, as ink is: the board lies on both sides of each stroke. A surface lighter than the paper
+        # that the frame's edge cuts, a white desk beside a coloured note, has the frame on one side, and was
+        # taken for the ink, the note for a board. So where the frame's edge reaches the light extreme, the
+        # light is as strong as it stands out of what lies around it (_surroundings). `python bench/held_out.py
+        # --only note` (200 training digits): 88.0% read right, 7.0% "not a digit", 2.5% "several digits"; now
+        # 93.0%, 4.0% and 1.0%, every other scene the same, as are 500 test digits a realism condition and 1,600
+        # numbers of training digits. Looked at only there: a 512×384 board with a strip of white wall along its
+        # side took 16.3 ms rather than 11.7, and one framed by the board alone the same 4.7 (median of 20, alternated).
+        thin = gray - _surroundings(gray, _paper_reach(gray))
+        on_paper = background - dark > _extremes(thin, k)[1]
     if on_paper:
         gray, extreme = 1 - gray, 1 - dark
     else:

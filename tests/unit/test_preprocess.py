@@ -68,33 +68,36 @@ def test_polarity_is_detected_both_ways():
     assert dark_on_light[:, :5].max() == 0
 
 
+def seven_found(im: Image.Image, level: int, seven: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """A 7 drawn on the image at `level`, 12 px wide: the ink that ink_map finds, and the 7's own pixels."""
+    truth = Image.new("L", im.size, 0)
+    for canvas, fill in ((im, level), (truth, 255)):
+        ImageDraw.Draw(canvas).line(seven, fill=fill, width=12, joint="curve")
+    return ink_map(im) > 0, np.asarray(truth) > 0
+
+
 @pytest.mark.parametrize("desk", [40, 110])
 def test_a_note_on_a_dark_desk_is_read_as_paper(desk):
     # A sticky note a quarter of the frame, on a desk darker than its ink or a little lighter: the frame's median
     # was the desk's, and the note was taken for chalk on a board, its paper for the ink.
     im = Image.new("L", (512, 384), desk)
-    truth = Image.new("L", im.size, 0)
     ImageDraw.Draw(im).rectangle((150, 90, 370, 300), fill=225)
-    seven = [(200, 130), (320, 130), (240, 270)]
-    ImageDraw.Draw(im).line(seven, fill=30, width=12, joint="curve")
-    ImageDraw.Draw(truth).line(seven, fill=255, width=12, joint="curve")
-    found, digit = ink_map(im) > 0, np.asarray(truth) > 0
+    found, digit = seven_found(im, 30, [(200, 130), (320, 130), (240, 270)])
     assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
     assert (found & digit).sum() > 0.9 * digit.sum()
 
 
-@pytest.mark.parametrize("desk", [[(0, 0), (70, 0), (0, 100)], [(442, 0), (512, 0), (512, 384), (472, 384)]])
+@pytest.mark.parametrize(
+    "desk",
+    [[(0, 0), (70, 0), (0, 100)], [(0, 0), (20, 0), (20, 384), (0, 384)], [(0, 0), (512, 0), (512, 18), (0, 30)]],
+)
 def test_a_note_on_a_lighter_desk_is_read_as_paper(desk):
     # A coloured note filling most of the frame, a white desk in a corner or along a side: the desk lies further
     # from the note's level than the ink does, and the note was taken for a board, the desk for its chalk ("no
     # digit found"). The desk has the frame on one side; chalk has the board on both.
     im = Image.new("L", (512, 384), 120)
-    truth = Image.new("L", im.size, 0)
     ImageDraw.Draw(im).polygon(desk, fill=250)
-    seven = [(200, 100), (320, 100), (240, 280)]
-    ImageDraw.Draw(im).line(seven, fill=30, width=12, joint="curve")
-    ImageDraw.Draw(truth).line(seven, fill=255, width=12, joint="curve")
-    found, digit = ink_map(im) > 0, np.asarray(truth) > 0
+    found, digit = seven_found(im, 30, [(200, 100), (320, 100), (240, 280)])
     assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
     assert (found & digit).sum() > 0.9 * digit.sum()
 
@@ -104,12 +107,8 @@ def test_chalk_beside_a_lighter_wall_is_chalk():
     # still. (The strip is kept as chalk beside it, as it was; a wall over two blocks wide is taken for the paper,
     # as it was: docs/model.md, "Polarity".)
     im = Image.new("L", (512, 384), 40)
-    truth = Image.new("L", im.size, 0)
     ImageDraw.Draw(im).rectangle((0, 0, 24, 384), fill=250)
-    seven = [(200, 100), (320, 100), (240, 280)]
-    ImageDraw.Draw(im).line(seven, fill=200, width=12, joint="curve")
-    ImageDraw.Draw(truth).line(seven, fill=255, width=12, joint="curve")
-    found, digit = ink_map(im) > 0, np.asarray(truth) > 0
+    found, digit = seven_found(im, 200, [(200, 100), (320, 100), (240, 280)])
     assert (found & digit).sum() > 0.9 * digit.sum()
 
 

@@ -34,6 +34,24 @@ from tests.helpers import (
 KINDS = ("unit", "api", "system", "browser", "quality")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (make test runs a file on each core), each worker, and every process it starts, keeps its
+    temporary files in a folder of its own: what the file beside it leaves in /tmp, such as the pymp-* folder of a
+    process it killed, is no write of this one's (test_hardening's disk_writes). The folders are made in one that
+    the controller removes once every worker has exited, and so has run its own clean-up; the controller itself
+    keeps /tmp, where pytest keeps the last runs' tmp_path."""
+    if hasattr(config, "workerinput"):
+        own = tempfile.mkdtemp(prefix=f"{config.workerinput['workerid']}-")
+        os.chmod(own, 0o1777)  # as /tmp: PostgreSQL's data folder, made in it, is the postgres user's
+        os.environ["TMPDIR"] = tempfile.tempdir = own
+    elif config.getoption("numprocesses", None):
+        tempfile.gettempdir()  # the controller's stays /tmp
+        workers = tempfile.mkdtemp(prefix="digits-tests-")
+        os.chmod(workers, 0o1777)
+        os.environ["TMPDIR"] = workers
+        config.add_cleanup(lambda: shutil.rmtree(workers, ignore_errors=True))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         kind = item.path.parent.name

@@ -117,14 +117,9 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def disk_writes(tmp_path_factory):
-    """Every temp file opened, new file under the project and new entry in the temporary directory while the
-    corpus runs. The temporary directory is the module's own: the test file beside it (make test runs one a core)
-    leaves entries in /tmp, such as the pymp-* folder of a process it killed."""
-    own = tmp_path_factory.mktemp("tmp")
-    patch = pytest.MonkeyPatch()
-    patch.setattr(tempfile, "tempdir", str(own))
-    patch.setenv("TMPDIR", str(own))  # for a process started meanwhile
+def disk_writes():
+    """Every temp file opened, new file under the project and new entry in the temporary directory while the corpus
+    runs."""
 
     def snapshot() -> set[str]:
         skip = (".venv", "__pycache__", ".pytest_cache", "out", ".git", ".hypothesis", "mutants")
@@ -132,11 +127,15 @@ def disk_writes(tmp_path_factory):
         for path, dirs, files in os.walk(ROOT):
             dirs[:] = [d for d in dirs if d not in skip]
             found.update(os.path.join(path, f) for f in files)
-        found.update(str(entry) for entry in own.iterdir())
+        # Temporary files and directories are made at the top of the temporary directory: a new entry there is
+        # enough to see one, and walking all of it would take seconds on a machine that keeps a lot in /tmp.
+        tmp = tempfile.gettempdir()
+        found.update(os.path.join(tmp, name) for name in os.listdir(tmp) if not name.startswith("pytest-"))
         return found
 
     before = snapshot()
     opened = []
+    patch = pytest.MonkeyPatch()
 
     def spy(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def recorded(*args: Any, **kwargs: Any) -> Any:

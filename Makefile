@@ -13,6 +13,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+# A test file on each core (pytest-xdist), its fixtures set up once on that core: make test and make check.
+PARALLEL := -n auto --dist loadfile
 PEERS_VENV := .venv-peers
 PEERS := $(PEERS_VENV)/.installed
 MNIST := data/MNIST/raw/t10k-labels-idx1-ubyte
@@ -27,9 +29,8 @@ run: $(STAMP) $(CATALOGS)
 
 # The mutation smoke run and the fuzzing go side by side, each output whole: the fuzzer takes a core, and so does
 # mutmut's first pass over the tests (297 s one after the other, 247 s side by side).
-# pytest runs a test file on each core (pytest-xdist): a file's fixtures are set up once, on its core.
 test: lint $(MNIST) $(CATALOGS) debs compose-images
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15  # the slowest, so that CI shows where its time goes
+	$(BIN)/python -m pytest -q $(PARALLEL) --durations=15  # the slowest, so that CI shows where its time goes
 	$(MAKE) -j2 --output-sync=target mutate-smoke fuzz FUZZ_S=60 FUZZ_SEED=1
 
 # Coverage-guided fuzzing (bench/fuzz.py): a find is written to out/fuzz/; copied into tests/api/fuzzed/, it is
@@ -41,7 +42,7 @@ fuzz: $(STAMP) $(MNIST) $(CATALOGS)
 
 # Tests that start no process and measure no accuracy (tests/unit, tests/api).
 check: lint $(MNIST) $(CATALOGS)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "unit or api"
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "unit or api"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.chmod(own, 0o1777)  # as /tmp: PostgreSQL's data folder, made in it, is the postgres user's
         os.environ["TMPDIR"] = tempfile.tempdir = own
     elif config.getoption("numprocesses", None):
-        tempfile.gettempdir()  # the controller's stays /tmp
+        tempfile.tempdir = tempfile.gettempdir()  # the controller's own stays where it was
         workers = tempfile.mkdtemp(prefix="digits-tests-")
         os.chmod(workers, 0o1777)
         os.environ["TMPDIR"] = workers

@@ -21,6 +21,10 @@ falling off towards the top and bottom, and beside the digit, drawn at random:
   glare    a lamp's or a window's reflection on glossy paper, a soft patch of light on the ink as on the paper
   highlighter  a highlighter's band across the digit, its edges sharp
   note     the digit on a note or a sheet darker than what it lies on: a coloured sticky note on a white desk
+  crumpled  a sheet crumpled and smoothed out: creases across it, each facet between them lit its own way
+
+--pencil draws every digit in pencil instead, and whatever the scene writes in the digit's hand (a ring, a line
+under it): graphite's grey, grainy where the paper's tooth takes it, rather than a pen's dark ink.
 """
 
 import argparse
@@ -44,12 +48,24 @@ Grid = tuple[np.ndarray, np.ndarray]  # the row and the column of every pixel
 
 @dataclass(frozen=True)
 class Digit:
-    """Where the digit lies in the frame: its height and width in pixels, and its middle (row, column)."""
+    """Where the digit lies in the frame: its height and width in pixels, and its middle (row, column); and what
+    it is written with."""
 
     height: float
     width: float
     centre: tuple[float, float]
     pen: float  # the width of the pen it is drawn in
+    # A pencil's grain (its share of the paper it covers at each pixel, H×W), or None for a pen.
+    grain: np.ndarray | None = None
+
+    def tone(self, rng: np.random.Generator) -> float:
+        """How much light what it is written with reflects: a pen's dark ink, or a pencil's grey graphite."""
+        return rng.uniform(0.05, 0.25) if self.grain is None else rng.uniform(0.3, 0.6)
+
+    def write(self, sheet: np.ndarray, stroke: np.ndarray, tone: float) -> None:
+        """Write `stroke` (the share of each pixel it covers) on the sheet in the digit's hand; a pencil's
+        graphite covers its share of the paper's tooth."""
+        sheet += (tone - sheet) * (stroke if self.grain is None else stroke * self.grain)
 
 
 # Each scene changes the sheet's reflectance in place, beside the digit, and may return light that the sheet and
@@ -148,7 +164,8 @@ def circle(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator
     turn = rng.uniform(-0.3, 0.3)
     u, v = ry * wobble * np.sin(start + t), rx * wobble * np.cos(start + t)
     points = np.stack([y + u * np.cos(turn) + v * np.sin(turn), x + v * np.cos(turn) - u * np.sin(turn)], 1)
-    sheet += (rng.uniform(0.05, 0.25) - sheet) * _line(points, digit.pen * rng.uniform(0.8, 1.25))
+    tone = digit.tone(rng)  # drawn first, as the pen's was
+    digit.write(sheet, _line(points, digit.pen * rng.uniform(0.8, 1.25)), tone)
 
 
 def underline(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
@@ -157,7 +174,8 @@ def underline(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Genera
     t = np.linspace(-0.5, 0.5, int(span) + 1)
     bend, tilt = rng.uniform(-0.05, 0.05) * span, rng.uniform(-0.08, 0.08) * span
     points = np.stack([below + tilt * t + bend * (4 * t**2 - 1), x + rng.uniform(-0.15, 0.15) * span + span * t], 1)
-    sheet += (rng.uniform(0.05, 0.25) - sheet) * _line(points, digit.pen * rng.uniform(0.8, 1.25))
+    tone = digit.tone(rng)  # drawn first, as the pen's was
+    digit.write(sheet, _line(points, digit.pen * rng.uniform(0.8, 1.25)), tone)
 
 
 def through(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
@@ -214,6 +232,19 @@ def note(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) 
     sheet[:] = inside * sheet * rng.uniform(0.55, 0.9) + (1 - inside) * np.minimum(surface, 1)
 
 
+def crumpled(sheet: np.ndarray, grid: Grid, digit: Digit, rng: np.random.Generator) -> None:
+    # A sheet crumpled and smoothed out again: 4-11 creases straight across it, each a faint line, and each
+    # facet between them tilted to the light its own way, a step of up to 5% at every crease, sharp or soft.
+    ys, xs = grid
+    light = np.zeros_like(sheet)
+    for _ in range(int(rng.integers(4, 12))):
+        turn = rng.uniform(0, np.pi)
+        off = (xs - W / 2) * np.cos(turn) + (ys - H / 2) * np.sin(turn) - rng.uniform(-0.5, 0.5) * H
+        light += rng.uniform(-0.05, 0.05) * np.tanh(off / rng.uniform(0.5, 3))
+        light -= rng.uniform(0, 0.1) * np.exp(-((off / rng.uniform(0.6, 1.5)) ** 2))
+    sheet *= np.exp(light - light.max())
+
+
 SCENES: dict[str, Scene] = {
     "none": none,
     "holes": holes,
@@ -229,29 +260,42 @@ SCENES: dict[str, Scene] = {
     "glare": glare,
     "highlighter": highlighter,
     "note": note,
+    "crumpled": crumpled,
 }
 
 
-def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene) -> bytes:
-    """A photo of the digit on a sheet with the scene beside it."""
+def _grain(rng: np.random.Generator) -> np.ndarray:
+    """A pencil's grain: the share of the paper's tooth that its graphite covers at each pixel, half to nine
+    tenths on average, varying at the scale of a pixel or two."""
+    tooth = ndimage.gaussian_filter(rng.normal(0, 0.5, (H, W)), rng.uniform(0.5, 1.0))
+    return np.clip(rng.uniform(0.5, 0.9) + tooth, 0, 1).astype(np.float32)
+
+
+def photo(skel: redraw.Skeleton, rng: np.random.Generator, scene: Scene, pencil: bool = False) -> bytes:
+    """A photo of the digit on a sheet with the scene beside it, in pen or in pencil."""
     height = rng.uniform(0.3, 0.6) * H
     centre = (H / 2 + rng.uniform(-0.15, 0.15) * H, W / 2 + rng.uniform(-0.2, 0.2) * W)
-    digit = Digit(height, skel.aspect * height, centre, rng.uniform(0.05, 0.12) * height)
+    if pencil:  # a pencil's point is finer than most pens
+        digit = Digit(height, skel.aspect * height, centre, rng.uniform(0.03, 0.08) * height, _grain(rng))
+    else:
+        digit = Digit(height, skel.aspect * height, centre, rng.uniform(0.05, 0.12) * height)
     ink = redraw.draw(skel, (H, W), height, digit.pen, digit.centre)
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     grid = (ys, xs)
     sheet = np.full((H, W), rng.uniform(0.8, 0.95), np.float32)
     gloss = scene(sheet, grid, digit, rng)
-    sheet += (rng.uniform(0.05, 0.25) - sheet) * ink
+    digit.write(sheet, ink, digit.tone(rng))
     lighting = 1 - rng.uniform(0.4, 1.0) * (ys / H - 0.5) ** 2
     seen = sheet * lighting + (0 if gloss is None else gloss)
     return redraw.jpeg(seen + rng.normal(0, 0.015, (H, W)), int(rng.integers(70, 92)))
 
 
-def rates(predictor: Predictor, digits: np.ndarray, labels: np.ndarray, scene: str, seed: int) -> dict[str, float]:
+def rates(
+    predictor: Predictor, digits: np.ndarray, labels: np.ndarray, scene: str, seed: int, pencil: bool = False
+) -> dict[str, float]:
     """Each of realism.COLUMNS's rates over photos of the digits in a scene, drawn from `seed`."""
     rng = np.random.default_rng(seed)
-    uploads = [photo(redraw.skeleton(d), rng, SCENES[scene]) for d in digits]
+    uploads = [photo(redraw.skeleton(d), rng, SCENES[scene], pencil) for d in digits]
     return dict(zip(realism.COLUMNS, realism.answers(predictor, uploads, labels).mean(0), strict=True))
 
 
@@ -260,8 +304,9 @@ def main(args: argparse.Namespace) -> None:
     pick = np.random.default_rng(args.seed).permutation(len(images))[: args.digits]
     digits, labels, predictor = images.numpy()[pick], targets.numpy()[pick], Predictor()
     scenes = args.only.split(",") if args.only else SCENES
-    rows = {name: rates(predictor, digits, labels, name, args.seed) for name in scenes}
-    print(f"{args.digits} {args.split} digits a scene, seed {args.seed}\n\n{realism.table(rows)}")
+    rows = {name: rates(predictor, digits, labels, name, args.seed, args.pencil) for name in scenes}
+    hand = "in pencil" if args.pencil else "in pen"
+    print(f"{args.digits} {args.split} digits a scene {hand}, seed {args.seed}\n\n{realism.table(rows)}")
 
 
 if __name__ == "__main__":
@@ -270,4 +315,5 @@ if __name__ == "__main__":
     parser.add_argument("--split", choices=("train", "test"), default="train", help="whose digits (default train)")
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--only", help="scenes to draw, comma-separated (default all)")
+    parser.add_argument("--pencil", action="store_true", help="every digit in pencil (default: in pen)")
     main(parser.parse_args())

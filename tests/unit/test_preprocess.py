@@ -474,37 +474,27 @@ def test_a_highlighters_band_across_the_digit_is_not_ink(top, bottom, shade):
     assert not several_digits(x)
 
 
-def in_pencil(sheet: np.ndarray, seven: list[tuple[int, int]], tone: float) -> tuple[np.ndarray, np.ndarray]:
-    """A 7 written in pencil on `sheet` (its reflectance, H×W in [0,1]), as a phone sees it: graphite reflecting
-    `tone` of the light, 8 px wide, covering three quarters of the paper's tooth on average; the sensor's noise.
-    The photo's levels, and the 7's own pixels."""
-    stroke = Image.new("L", sheet.shape[::-1], 0)
-    ImageDraw.Draw(stroke).line(seven, fill=255, width=8, joint="curve")
-    drawn = np.asarray(stroke) > 0
-    rng = np.random.default_rng(0)
-    grain = np.clip(0.75 + ndimage.gaussian_filter(rng.normal(0, 0.5, sheet.shape), 0.7), 0, 1)
-    seen = sheet + (tone - sheet) * drawn * grain + rng.normal(0, 0.015, sheet.shape)
-    return np.clip(np.rint(255 * seen), 0, 255).astype(np.uint8), drawn
-
-
-def as_photo(levels: np.ndarray) -> Image.Image:
-    return decode(encode(levels, "JPEG", quality=85))
-
-
 @pytest.mark.parametrize("beside", ["holes", "box"])
 def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     # A 7 in pencil, grey and grainy, beside what is darker than it: a sheet's punched holes with a dark desk
     # through them, or a form's box printed round it. Judged beside those, the 7 was too soft to be ink, and the
     # holes or the box were taken for the digit ("not a digit"). Looked at again in the units of the marks that
     # never reached the strongest ink, the 7 is a stroke, and the holes and the box are beside it.
-    levels, seven = in_pencil(np.full((384, 512), 0.88), [(200, 110), (310, 110), (240, 300)], 0.55)
-    im = Image.fromarray(levels)
+    # The 7 as a phone sees it: graphite reflecting 0.55 of the light on paper reflecting 0.88, 8 px wide,
+    # covering three quarters of the paper's tooth on average; the sensor's noise; a JPEG.
+    im = Image.new("L", (512, 384), 0)
+    ImageDraw.Draw(im).line([(200, 110), (310, 110), (240, 300)], fill=255, width=8, joint="curve")
+    seven = np.asarray(im) > 0
+    rng = np.random.default_rng(0)
+    grain = np.clip(0.75 + ndimage.gaussian_filter(rng.normal(0, 0.5, seven.shape), 0.7), 0, 1)
+    seen = 0.88 + (0.55 - 0.88) * seven * grain + rng.normal(0, 0.015, seven.shape)
+    im = Image.fromarray(np.clip(np.rint(255 * seen), 0, 255).astype(np.uint8))
     if beside == "holes":
         for y in (70, 190, 310):
             ImageDraw.Draw(im).ellipse((450, y - 14, 478, y + 14), fill=40)
     else:
         ImageDraw.Draw(im).rectangle((160, 70, 350, 340), outline=40, width=2)
-    found = ink_map(as_photo(np.asarray(im))) > 0
+    found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
     assert found[~ndimage.binary_dilation(seven, iterations=3)].sum() < 0.05 * seven.sum()
     assert (found & seven).sum() > 0.8 * seven.sum()
 

@@ -381,15 +381,18 @@ def test_a_sheets_punched_holes_are_not_ink():
     assert not several_digits(x)
 
 
-@pytest.mark.parametrize(("body", "shade", "kept"), [(24, 40, False), (8, 120, False), (8, 40, True)])
-def test_a_pen_lying_on_the_sheet_is_not_ink(body, shade, kept):
+@pytest.mark.parametrize(
+    ("body", "shade", "digit", "kept"),
+    [(24, 40, 30, False), (8, 120, 30, False), (8, 40, 30, True), (24, 30, 110, False)],
+)
+def test_a_pen_lying_on_the_sheet_is_not_ink(body, shade, digit, kept):
     # A 7 in a pen 8 px wide, and above it a bar running off the frame's edge: a pen 24 px across lying on the
     # sheet, or the edge of a finger holding it, softer than the 7, which the person framing the 7 left half in
-    # the photo. A mark the frame cuts as strong as the 7, in its pen, could be writing, a 1 of a number framed
-    # tight, and stays.
+    # the photo; or darker than the 7, written in pencil. A mark the frame cuts as strong as the 7, in its pen,
+    # could be writing, a 1 of a number framed tight, and stays.
     im = Image.new("L", (512, 384), 225)
     draw = ImageDraw.Draw(im)
-    draw.line([(200, 130), (320, 130), (240, 340)], fill=30, width=8, joint="curve")
+    draw.line([(200, 130), (320, 130), (240, 340)], fill=digit, width=8, joint="curve")
     draw.line([(250, 70), (511, 20)], fill=shade, width=body)
     x = ink_map(im)
     assert (x[120:345, 190:330] > 0).sum() > 2000

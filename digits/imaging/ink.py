@@ -148,8 +148,8 @@ BLOB, BLOB_SIZE = 2.0, 0.4
 # strong one, the pen read 82.0% with the wider marks dropped, but a 5 under a hard shadow went, joined to the
 # desk the frame cut, beside a sliver of that desk. The stroke's strength is the strongest of the marks the person
 # framed, not of all the photo's: a pen lying on the sheet darker than the digit's ink, as any is beside graphite,
-# left no framed stroke strong enough, and stayed. In pen the pen lying there read 85.0% rather than 87.0%; in
-# pencil (`--pencil`) 51.0% rather than 64.0%, and a fingertip 73.5% rather than 86.5%. But not of a soft mark
+# left no framed stroke strong enough, and stayed. The pen lying there now reads 87.0% rather than 85.0%; in
+# pencil (`--pencil`) 64.0% rather than 51.0%, and a fingertip 86.5% rather than 73.5%. But not of a soft mark
 # where the light's share lifted it (LIFTED), a desk's grain: where a digit touched the frame through a rule, a
 # piece of desk under a hard shadow was taken for the mark framed, and the digit dropped.
 ALIKE = 1.25
@@ -771,9 +771,8 @@ def _rings(
     their `pens`, hold another of them inside a loop, one as long as RING of the loop's box is across, its gaps up to
     GAP pens wide bridged. The frame's edge closes a loop where it runs within two of its pens of the loop's box, the
     labels lying `margins` in from its top, left, bottom and right: a ring that the frame cuts, or whose ink fades out
-    short of it. Only the RINGS
-    marks with the largest boxes are looked at, since a ring's box holds the digit's: however many marks there are,
-    the cost is a few loops filled."""
+    short of it. Only the RINGS marks with the largest boxes are looked at, since a ring's box holds the digit's:
+    however many marks there are, the cost is a few loops filled."""
     marks = np.flatnonzero(judged)
     outer = marks[np.argsort(-sides[marks].prod(1), kind="stable")[:RINGS]]
     inner = boxes[marks][None]
@@ -787,7 +786,7 @@ def _rings(
     rings = np.zeros_like(judged)
     # A hand's loop need not meet (GAP). Its gaps are bridged only where no loop closes without, and only in the
     # largest mark whose box holds a digit, as a ring's does: bridging costs two distance transforms over the box,
-    # and four nested rings left open, each bridged, took 66 ms to read rather than 24 (now 24).
+    # and four nested rings left open took 66 ms to read rather than 24 while each was bridged.
     bridge = True
     for k, digits in zip(outer, held, strict=True):
         if digits.any():

@@ -414,6 +414,18 @@ def test_a_forms_printed_box_is_not_ink():
     assert not several_digits(x)
 
 
+def test_a_notebooks_margin_beside_a_digit_in_pencil_is_not_ink():
+    # A 7 in pencil, 12 px wide, and left of it a notebook's margin printed 2 px wide and darker than the graphite,
+    # running off the frame: the line is judged beside the 7, the mark the person framed, not beside itself.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(200, 110), (310, 110), (240, 300)], fill=130, width=12, joint="curve")
+    draw.line([(140, 0), (140, 383)], fill=40, width=2)
+    x = ink_map(im)
+    assert not x[:, 130:150].any()
+    assert (x[100:310, 190:320] > 0).sum() > 2500
+
+
 @pytest.mark.parametrize(
     ("number", "bottom", "gap"), [(False, 360, 0), (True, 360, 0), (False, 420, 0), (False, 360, 6), (True, 360, 6)]
 )

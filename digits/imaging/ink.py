@@ -951,8 +951,10 @@ def _without_shading(
 
     if split and mean[main] < SHADING and digit(solid := values >= SOLID):
         return strokes(solid)
-    # The light's share that strengthened each mark, on average.
-    lifted = np.bincount(marks, None if gain is None else gain[box][inked], minlength=n + 1) / np.maximum(size, 1)
+    # The light's share that strengthened each mark, on average: none where the light was even.
+    lifted = np.ones(n + 1)
+    if gain is not None:
+        lifted = np.bincount(marks, gain[box][inked], minlength=n + 1) / np.maximum(size, 1)
     # In the pen the person wrote with: as strong as the strongest mark they framed, not as the strongest in the
     # photo, which a pen lying on the sheet may be; but a soft mark the light's share lifted is a desk's (ALIKE).
     framed = ink & large & ~cut & (strong | (lifted < LIFTED))

@@ -529,8 +529,7 @@ def _second_look(
     peak = np.zeros(n + 1, np.float32)
     np.maximum.at(peak, marks, values)
     soft = (peak < STRONG) & ~_cut(labels, n, np.zeros(4))
-    if gain is not None:
-        soft &= np.bincount(marks, gain[inked], minlength=n + 1) < LIFTED * np.bincount(marks, minlength=n + 1)
+    soft &= _lifted(marks, None if gain is None else gain[inked], np.bincount(marks, minlength=n + 1)) < LIFTED
     soft = values[soft[marks]]
     if soft.size < INK_PIXELS:
         return None
@@ -558,6 +557,14 @@ def _second_look(
     if before >= INK_PIXELS and BESIDE * np.count_nonzero(second & first) >= before:
         return None
     return x
+
+
+def _lifted(marks: np.ndarray, gains: np.ndarray | None, size: np.ndarray) -> np.ndarray:
+    """The light's share that strengthened each labelled mark, on average: `gains` at the pixels labelled `marks`,
+    with `size` pixels a mark; 1 where the light was even (None)."""
+    if gains is None:
+        return np.ones(size.size)
+    return np.bincount(marks, gains, minlength=size.size) / np.maximum(size, 1)
 
 
 def _denoised(x: np.ndarray, crowded: bool) -> tuple[np.ndarray, bool, float]:
@@ -951,10 +958,7 @@ def _without_shading(
 
     if split and mean[main] < SHADING and digit(solid := values >= SOLID):
         return strokes(solid)
-    # The light's share that strengthened each mark, on average: none where the light was even.
-    lifted = np.ones(n + 1)
-    if gain is not None:
-        lifted = np.bincount(marks, gain[box][inked], minlength=n + 1) / np.maximum(size, 1)
+    lifted = _lifted(marks, None if gain is None else gain[box][inked], size)
     # In the pen the person wrote with: as strong as the strongest mark they framed, not as the strongest in the
     # photo, which a pen lying on the sheet may be; but a soft mark the light's share lifted is a desk's (ALIKE).
     framed = ink & large & ~cut & (strong | (lifted < LIFTED))

@@ -1,8 +1,8 @@
 """The ink of a decoded image, bright on black, whatever its polarity, lighting and paper: the paper's level is
 taken off, the rules of lined or squared paper and soft shading are dropped."""
 
+import dataclasses
 import functools
-from collections.abc import Callable
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError, WebPImagePlugin  # noqa: F401
@@ -410,6 +410,28 @@ def _lightest_edge(x: np.ndarray) -> float:
     return float(max(x[[0, -1]].max(), x[:, [0, -1]].max()))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Page:
+    """What an ink map was measured against where the light left the paper uneven: the ink-bright image, the
+    paper's level under each pixel, the light's share that strengthened the ink there (None where none did), and
+    the ink map's unit in the image's levels."""
+
+    gray: np.ndarray
+    paper: np.ndarray
+    gain: np.ndarray | None
+    unit: float
+
+    def _scale(self, box: tuple[slice, slice]) -> np.ndarray | np.float32:
+        """The ink map's units per level of the image, over the box."""
+        unit = np.float32(self.unit)
+        return np.float32(1) / unit if self.gain is None else self.gain[box] / unit
+
+    def rise(self, reach: int, box: tuple[slice, slice]) -> np.ndarray:
+        """How much higher the paper's level is under each pixel of the box, in the ink map's units, looked for
+        within `reach`."""
+        return np.maximum(_surroundings(self.gray, reach, box) - self.paper[box], 0) * self._scale(box)
+
+
 def _ink(gray: np.ndarray) -> np.ndarray:
     """Ink bright on black, in [0,1], whatever the polarity, contrast and lighting of the source."""
     # The paper is the brightest surface wider than a stroke: the 90th percentile of the blocks' means, opened so
@@ -481,25 +503,17 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     x, noisy, floor = _denoised(x, crowded)
     np.copyto(x, 0, where=x < floor)  # x[x < ...] = 0 took 227 µs, this 174
     np.minimum(x, 1, out=x)
-    rise = None
-    if uneven:  # the paper's level followed _surroundings
-
-        def rise(reach: int, box: tuple[slice, slice]) -> np.ndarray:
-            """How much higher the paper's level is under each pixel of the box, in the ink's units, looked for
-            within `reach`."""
-            scale = np.float32(1) / np.float32(ink) if gain is None else gain[box] / np.float32(ink)
-            return np.maximum(_surroundings(gray, reach, box) - paper[box], 0) * scale
-
+    page = _Page(gray, paper, gain, ink) if uneven else None  # the paper's level followed _surroundings
     x = _without_rules(x)
     found = int(x.size - np.count_nonzero(x == 0))
-    kept = _without_shading(x, gain, rise, noisy)
+    kept = _without_shading(x, gain, page, noisy)
     # Counted as what isn't paper: np.count_nonzero of float32 took 209 µs at 512×512, its comparison with 0 and
     # the count of that 38.
     held = int(kept.size - np.count_nonzero(kept == 0))
     if 2 * held < max(found, INK_PIXELS):
         # Most of what passed for ink was judged no ink: shading, a desk's grain, or a digit in pencil judged
         # beside something darker (FILLED, BESIDE). Where the first look keeps most, nothing more is done.
-        again = _second_look(risen(offset), ink, crowded, gain, rise, kept)
+        again = _second_look(risen(offset), ink, crowded, gain, page, kept)
         if again is not None:  # it holds at least INK_PIXELS of ink that the first look didn't
             return again
     # What is left of noise is a speck, which the fit would blow up into a block and read as a digit (one in 200
@@ -514,7 +528,7 @@ def _second_look(
     ink: float,
     crowded: bool,
     gain: np.ndarray | None,
-    rise: Callable[[int, tuple[slice, slice]], np.ndarray] | None,
+    page: _Page | None,
     kept: np.ndarray,
 ) -> np.ndarray | None:
     """The marks that look like ink, judged again in units of the strongest of the marks that never reached the
@@ -539,8 +553,7 @@ def _second_look(
     x /= np.float32(unit)
     np.copyto(x, 0, where=x < max(INK_THRESHOLD, floor / unit))
     np.minimum(x, 1, out=x)
-    scale = np.float32(1 / unit)  # rise() is in the first look's units
-    again = None if rise is None else lambda reach, box: rise(reach, box) * scale
+    again = None if page is None else dataclasses.replace(page, unit=page.unit * unit)
     x = _without_shading(_without_rules(x), gain, again, noisy)
     first, second = kept > 0, x > 0
     found, before = np.count_nonzero(second), np.count_nonzero(first)
@@ -879,7 +892,7 @@ def _printed(judged: np.ndarray, pens: np.ndarray, sides: np.ndarray, digit: int
 def _without_shading(
     x: np.ndarray,
     gain: np.ndarray | None,
-    rise: Callable[[int, tuple[slice, slice]], np.ndarray] | None,
+    page: _Page | None,
     noisy: bool,
     split: bool = True,
 ) -> np.ndarray:
@@ -899,7 +912,7 @@ def _without_shading(
     mark with the most ink (DIMMER): the sheet and its digit are one surface, and a digit is no speck. Nor is a
     speck astray, smaller than a piece of the pen's stroke and beyond the digit's box (DOT). The mark with the
     most ink is counted among those that reach the strongest ink (STRONG). Nor is a surface, most of which stands
-    out of the paper only as far as a marker's widest strokes, not within a few pens (PEN_REACH, SURFACE): `rise`
+    out of the paper only as far as a marker's widest strokes, not within a few pens (PEN_REACH, SURFACE): `page`
     says, where _surroundings set the paper's level, how much higher it is under each pixel within a reach. A
     mark that the frame's edge cuts, on a surface the light's share strengthened, is one unless it is strong
     with the light's share short of its cap (DESK). Nor is a large mark short of the strongest ink that pinholes
@@ -919,7 +932,7 @@ def _without_shading(
     # Only the box around the ink is labelled: a digit on a page takes a fraction of it.
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     labels, n = ndimage.label(x[box] > 0, structure=np.ones((3, 3)))
-    if n == 1 and rise is None:  # one mark on evenly lit paper: no surface for a digit to lie on
+    if n == 1 and page is None:  # one mark on evenly lit paper: no surface for a digit to lie on
         return x
     # Counted over the ink's pixels with bincount: ndimage.maximum sorts the whole image, 30 ms at 512×384.
     inked = np.nonzero(labels)
@@ -954,7 +967,7 @@ def _without_shading(
         """The marks again, with only the `kept` pixels of the mark with the most ink."""
         gone = mine & ~kept
         x[box][inked[0][gone], inked[1][gone]] = 0
-        return _without_shading(x, gain, rise, noisy, split=False)
+        return _without_shading(x, gain, page, noisy, split=False)
 
     if split and mean[main] < SHADING and digit(solid := values >= SOLID):
         return strokes(solid)
@@ -967,8 +980,8 @@ def _without_shading(
     ink &= ~lying
     widest = pens[(strong | framed) & ~lying].max()  # of the marks as strong as a digit: no surface or lying pen
     reach = round(PEN_REACH * widest)
-    if rise is not None and reach < _paper_reach(x):
-        stroke = values - rise(reach, box)[inked] >= INK_THRESHOLD
+    if page is not None and reach < _paper_reach(x):
+        stroke = values - page.rise(reach, box)[inked] >= INK_THRESHOLD
         surface = np.bincount(marks, stroke, minlength=n + 1) < SURFACE * size
         if split and surface[main] and digit(stroke):
             return strokes(stroke)

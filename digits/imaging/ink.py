@@ -584,14 +584,14 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     page = _Page(gray, paper, gain, ink) if uneven else None  # the paper's level followed _surroundings
     x = _without_rules(x)
     found = int(x.size - np.count_nonzero(x == 0))
-    kept = _without_shading(x, gain, page, noisy)
+    kept = _without_shading(x, page, noisy)
     # Counted as what isn't paper: np.count_nonzero of float32 took 209 µs at 512×512, its comparison with 0 and
     # the count of that 38.
     held = int(kept.size - np.count_nonzero(kept == 0))
     if 2 * held < max(found, INK_PIXELS):
         # Most of what passed for ink was judged no ink: shading, a desk's grain, or a digit in pencil judged
         # beside something darker (FILLED, BESIDE). Where the first look keeps most, nothing more is done.
-        again = _second_look(risen(offset), ink, crowded, gain, page, kept)
+        again = _second_look(risen(offset), ink, crowded, page, kept)
         if again is not None:  # it holds at least INK_PIXELS of ink that the first look didn't
             return again
     # What is left of noise is a speck, which the fit would blow up into a block and read as a digit (one in 200
@@ -605,7 +605,6 @@ def _second_look(
     risen: np.ndarray,
     ink: float,
     crowded: bool,
-    gain: np.ndarray | None,
     page: _Page | None,
     kept: np.ndarray,
 ) -> np.ndarray | None:
@@ -621,6 +620,7 @@ def _second_look(
     peak = np.zeros(n + 1, np.float32)
     np.maximum.at(peak, marks, values)
     soft = (peak < STRONG) & ~_cut(labels, n, np.zeros(4))
+    gain = None if page is None else page.gain
     soft &= _lifted(marks, None if gain is None else gain[inked], np.bincount(marks, minlength=n + 1)) < LIFTED
     soft = values[soft[marks]]
     if soft.size < INK_PIXELS:
@@ -632,7 +632,7 @@ def _second_look(
     np.copyto(x, 0, where=x < max(INK_THRESHOLD, floor / unit))
     np.minimum(x, 1, out=x)
     again = None if page is None else dataclasses.replace(page, unit=page.unit * unit)
-    x = _without_shading(_without_rules(x), gain, again, noisy)
+    x = _without_shading(_without_rules(x), again, noisy)
     first, second = kept > 0, x > 0
     found, before = np.count_nonzero(second), np.count_nonzero(first)
     if found - np.count_nonzero(second & first) < INK_PIXELS or found <= before:
@@ -969,7 +969,6 @@ def _printed(judged: np.ndarray, pens: np.ndarray, sides: np.ndarray, digit: int
 
 def _without_shading(
     x: np.ndarray,
-    gain: np.ndarray | None,
     page: _Page | None,
     noisy: bool,
     split: bool = True,
@@ -979,10 +978,10 @@ def _without_shading(
     SOLID, or their mean stays under SHADING. A pen's stroke reaches the strongest ink along its middle
     and holds near it: even a ballpoint line 2 px wide has a mean over 0.5.
 
-    `gain` is the light's share that _ink multiplied the ink by (None where it multiplied nothing). A dark
-    desk's grain, strengthened up to MAX_GAIN times as ink in a shadow is, passes both: its marks averaged
-    0.40-0.54 of the strongest ink where the digits' averaged 0.65-0.90 (desk photos of 40 training digits,
-    1st to 95th percentiles). One pen draws a digit, so where the gain is LIFTED or more, a mark much softer
+    `page.gain` is the light's share that _ink multiplied the ink by (None, or no `page`, where it multiplied
+    nothing). A dark desk's grain, strengthened up to MAX_GAIN times as ink in a shadow is, passes both: its marks
+    averaged 0.40-0.54 of the strongest ink where the digits' averaged 0.65-0.90 (desk photos of 40 training
+    digits, 1st to 95th percentiles). One pen draws a digit, so where the gain is LIFTED or more, a mark much softer
     than the one with the most ink (SOFTER) is texture. Not where the light is even: a pencil presses
     unevenly, and the fainter digit of a number, or a faint piece of one, is as soft (numbers of training
     digits: of 300 with the digits touching, one lost its 4, whose faint top stood apart, when every soft mark was
@@ -1050,10 +1049,11 @@ def _without_shading(
         """The marks again, with only the `kept` pixels of the mark with the most ink."""
         gone = mine & ~kept
         x[box][inked[0][gone], inked[1][gone]] = 0
-        return _without_shading(x, gain, page, noisy, split=False)
+        return _without_shading(x, page, noisy, split=False)
 
     if split and mean[main] < SHADING and digit(solid := values >= SOLID):
         return strokes(solid)
+    gain = None if page is None else page.gain
     lifted = _lifted(marks, None if gain is None else gain[box][inked], size)
     # In the pen the person wrote with: as strong as the strongest mark they framed, not as the strongest in the
     # photo, which a pen lying on the sheet may be; but a soft mark the light's share lifted is a desk's (ALIKE).

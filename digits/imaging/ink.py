@@ -612,16 +612,24 @@ def _second_look(
     strongest ink (STRONG of `ink`, in the units of `risen`), beside the first look's `kept`; or None where that
     finds no other digit (FILLED, BESIDE). Its unit is never taken from a mark that the frame's edge cuts, or
     that lies where the light's share lifted it (LIFTED): a person frames what they wrote, and a dark desk's grain
-    beside the sheet is as soft as a pencil's stroke (its stripes, taken for strokes, lost a 6 under a vignette)."""
+    beside the sheet is as soft as a pencil's stroke (its stripes, taken for strokes, lost a 6 under a vignette).
+    Nor from the rules, which are taken off first, as the first look takes them: they join every mark they cross
+    into one, and beside a notebook's margin that one was as strong as the margin, the digit in pencil in it. Nor
+    from a line printed far finer than the largest soft mark's pen (THIN): taken off as rules, a printed box's top
+    and bottom leave its sides apart, each as soft, and stronger than graphite (a 5 in a box was "not a digit")."""
     x, noisy, floor = _denoised(risen / np.float32(ink), crowded)  # as the first look saw it
-    labels, n = ndimage.label(x >= floor, structure=np.ones((3, 3)))
+    unruled = _without_rules(np.where(x >= floor, np.minimum(x, 1), np.float32(0)))
+    labels, n = ndimage.label(unruled > 0, structure=np.ones((3, 3)))
     inked = np.nonzero(labels)
     marks, values = labels[inked], x[inked]
     peak = np.zeros(n + 1, np.float32)
     np.maximum.at(peak, marks, values)
     soft = (peak < STRONG) & ~_cut(labels, n, np.zeros(4))
     gain = None if page is None else page.gain
-    soft &= _lifted(marks, None if gain is None else gain[inked], np.bincount(marks, minlength=n + 1)) < LIFTED
+    size = np.bincount(marks, minlength=n + 1)
+    soft &= _lifted(marks, None if gain is None else gain[inked], size) < LIFTED
+    pens = _pen_widths(labels, size)
+    soft &= pens >= THIN * pens[np.argmax(np.where(soft, size, 0))]
     soft = values[soft[marks]]
     if soft.size < INK_PIXELS:
         return None

@@ -588,7 +588,8 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     np.minimum(x, 1, out=x)
     page = _Page(gray, paper, gain, ink) if uneven else None  # the paper's level followed _surroundings
     x = _without_rules(x)
-    found = int(x.size - np.count_nonzero(x == 0))
+    marked = x > 0  # what passed for ink, before _without_shading takes from x in place (_second_look)
+    found = int(np.count_nonzero(marked))
     kept = _without_shading(x, page, noisy)
     # Counted as what isn't paper: np.count_nonzero of float32 took 209 µs at 512×512, its comparison with 0 and
     # the count of that 38.
@@ -596,7 +597,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     if 2 * held < max(found, INK_PIXELS):
         # Most of what passed for ink was judged no ink: shading, a desk's grain, or a digit in pencil judged
         # beside something darker (FILLED, BESIDE). Where the first look keeps most, nothing more is done.
-        again = _second_look(risen(offset), ink, crowded, page, kept)
+        again = _second_look(risen(offset), ink, crowded, page, marked, kept)
         if again is not None:  # it holds at least INK_PIXELS of ink that the first look didn't
             return again
     # What is left of noise is a speck, which the fit would blow up into a block and read as a digit (one in 200
@@ -611,20 +612,21 @@ def _second_look(
     ink: float,
     crowded: bool,
     page: _Page | None,
+    marked: np.ndarray,
     kept: np.ndarray,
 ) -> np.ndarray | None:
     """The marks that look like ink, judged again in units of the strongest of the marks that never reached the
-    strongest ink (STRONG of `ink`, in the units of `risen`), beside the first look's `kept`; or None where that
-    finds no other digit (FILLED, BESIDE). Its unit is never taken from a mark that the frame's edge cuts, or
-    that lies where the light's share lifted it (LIFTED): a person frames what they wrote, and a dark desk's grain
-    beside the sheet is as soft as a pencil's stroke (its stripes, taken for strokes, lost a 6 under a vignette).
-    Nor from the rules, which are taken off first, as the first look takes them: they join every mark they cross
-    into one, and beside a notebook's margin that one was as strong as the margin, the digit in pencil in it. Nor
-    from a line printed far finer than the largest soft mark's pen (THIN): taken off as rules, a printed box's top
-    and bottom leave its sides apart, each as soft, and stronger than graphite (a 5 in a box was "not a digit")."""
+    strongest ink (STRONG of `ink`, in the units of `risen`), beside the first look's `kept` of what it `marked` as
+    passing for ink; or None where that finds no other digit (FILLED, BESIDE). Its unit is never taken from a mark
+    that the frame's edge cuts, or that lies where the light's share lifted it (LIFTED): a person frames what they
+    wrote, and a dark desk's grain beside the sheet is as soft as a pencil's stroke (its stripes, taken for strokes,
+    lost a 6 under a vignette). Nor from the rules, which the first look took off what it marked: they join every
+    mark they cross into one, and beside a notebook's margin that one was as strong as the margin, the digit in
+    pencil in it. Nor from a line printed far finer than the largest soft mark's pen (THIN): taken off as rules, a
+    printed box's top and bottom leave its sides apart, each as soft, and stronger than graphite (a 5 in a box was
+    "not a digit")."""
     x, noisy, floor = _denoised(risen / np.float32(ink), crowded)  # as the first look saw it
-    unruled = _without_rules(np.where(x >= floor, np.minimum(x, 1), np.float32(0)))
-    labels, n = ndimage.label(unruled > 0, structure=np.ones((3, 3)))
+    labels, n = ndimage.label(marked, structure=np.ones((3, 3)))
     inked = np.nonzero(labels)
     marks, values = labels[inked], x[inked]
     peak = np.zeros(n + 1, np.float32)

@@ -624,7 +624,9 @@ def _second_look(
     mark they cross into one, and beside a notebook's margin that one was as strong as the margin, the digit in
     pencil in it. Nor from a line printed far finer than the largest soft mark's pen (THIN): taken off as rules, a
     printed box's top and bottom leave its sides apart, each as soft, and stronger than graphite (a 5 in a box was
-    "not a digit")."""
+    "not a digit"). What the first look kept that runs across the frame, from edge to edge, is no digit the person
+    framed, and is dropped: a notebook's margin as wide as the graphite, which the second look keeps too, seemed the
+    first look's digit (BESIDE), and the digit in pencil beside it was lost."""
     x, noisy, floor = _denoised(risen / np.float32(ink), crowded)  # as the first look saw it
     labels, n = ndimage.label(marked, structure=np.ones((3, 3)))
     inked = np.nonzero(labels)
@@ -648,7 +650,14 @@ def _second_look(
     np.minimum(x, 1, out=x)
     again = None if page is None else dataclasses.replace(page, unit=page.unit * unit)
     x = _without_shading(_without_rules(x), again, noisy)
-    first, second = kept > 0, x > 0
+    first = kept > 0
+    labels, n = ndimage.label(first, structure=np.ones((3, 3)))
+    across = _across(_edges(labels, n, np.zeros(4)))
+    across[0] = False  # the paper
+    ruled = across[labels]
+    first &= ~ruled
+    x[ruled] = 0
+    second = x > 0
     found, before = np.count_nonzero(second), np.count_nonzero(first)
     if found - np.count_nonzero(second & first) < INK_PIXELS or found <= before:
         return None
@@ -980,6 +989,11 @@ def _cut(labels: np.ndarray, n: int, margins: np.ndarray) -> np.ndarray:
     return np.logical_or.reduce(_edges(labels, n, margins))
 
 
+def _across(edges: np.ndarray) -> np.ndarray:
+    """Which marks run across the frame, from edge to edge, of those that its `edges` cut (_edges)."""
+    return (edges[0] & edges[2]) | (edges[1] & edges[3])
+
+
 def _printed(judged: np.ndarray, pens: np.ndarray, sides: np.ndarray, digit: int) -> np.ndarray:
     """Which of the `judged` labelled marks, each in a pen of `pens` and with its box's `sides` (_boxes), are
     printed lines beside the `digit` mark (THIN); none where no digit is left (0, the paper's label, whose pen is
@@ -1080,7 +1094,7 @@ def _without_shading(
     # photo, which a pen lying on the sheet may be; but a soft mark the light's share lifted is a desk's (ALIKE).
     framed = ink & large & ~cut & (strong | (lifted < LIFTED))
     framed &= peak >= STRONG * peak[framed].max(initial=0)
-    across = (edges[0] & edges[2]) | (edges[1] & edges[3])
+    across = _across(edges)
     framed_pens = pens[framed]
     wider = pens > ALIKE * framed_pens.max(initial=0)
     narrower = across & (ALIKE * pens < framed_pens.min(initial=np.inf))

@@ -143,10 +143,11 @@ def test_a_scene_beside_the_digit(mnist_test, scene, right, answer, rate):
         # A note on a lighter desk: 56.5% and 40.5% (2.5% "several digits"); 49.5%, 40.5% and 8.5% while its corners
         # were ink. Held where it is.
         ("note", 0.56, 0.41),
-        # A notebook's margin, darker than the graphite, the rules across both: 88.5% and 8.5%; 85.0% and 10.5%
+        # A notebook's margin, darker than the graphite, the rules across both: 89.5% and 8.5%; 88.5% while a margin
+        # as wide as the graphite, kept by the first look, was kept beside the digit by the second; 85.0% and 10.5%
         # while the margin, running across the frame in a finer pen than the digit's, was kept beside it, and 80.0%
         # and 14.5% while the second look took its unit from the marks before the rules were taken off.
-        ("margin", 0.885, 0.085),
+        ("margin", 0.895, 0.085),
     ],
 )
 def test_a_digit_in_pencil_beside_a_scene(mnist_test, scene, right, not_a_digit):

@@ -512,7 +512,7 @@ def test_a_highlighters_band_across_the_digit_is_not_ink(top, bottom, shade):
     assert not several_digits(x)
 
 
-@pytest.mark.parametrize("beside", ["holes", "box", "fine margin", "margin"])
+@pytest.mark.parametrize("beside", ["holes", "box", "fine margin", "margin", "wide margin"])
 def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     # A 7 in pencil, grey and grainy, beside what is darker than it: a sheet's punched holes with a dark desk
     # through them, a form's box printed round it, or a notebook's margin running off the frame, with the page's
@@ -520,7 +520,9 @@ def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     # were taken for the digit. Looked at again in the units of the marks that never reached the strongest ink, the
     # 7 is a stroke, and the rest is beside it. The rules had joined the margin and the 7 in one mark as strong as
     # the margin, and no mark was soft enough to be looked at again; and a margin 2 px wide, finer than the
-    # graphite but not a third as fine, stayed beside the 7 as a stroke that the frame cuts.
+    # graphite but not a third as fine, stayed beside the 7 as a stroke that the frame cuts. A margin 4 px wide, as
+    # wide as the grainy graphite measures, stayed alone: the second look found the 7 but kept the margin too, so it
+    # seemed the first look's digit, and the 7 shading beside it.
     # The 7 as a phone sees it: graphite reflecting 0.55 of the light on paper reflecting 0.88, 8 px wide,
     # covering three quarters of the paper's tooth on average; the sensor's noise; a JPEG.
     im = Image.new("L", (512, 384), 0)
@@ -538,7 +540,8 @@ def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     else:
         for y in range(35, 384, 30):
             ImageDraw.Draw(im).line([(0, y), (511, y)], fill=170, width=2)
-        ImageDraw.Draw(im).line([(140, 0), (140, 383)], fill=40, width=1 if beside == "fine margin" else 2)
+        width = {"fine margin": 1, "margin": 2, "wide margin": 4}[beside]
+        ImageDraw.Draw(im).line([(140, 0), (140, 383)], fill=40, width=width)
     found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
     assert found[~ndimage.binary_dilation(seven, iterations=3)].sum() < 0.05 * seven.sum()
     assert (found & seven).sum() > 0.8 * seven.sum()

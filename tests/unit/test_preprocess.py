@@ -512,6 +512,19 @@ def test_a_highlighters_band_across_the_digit_is_not_ink(top, bottom, shade):
     assert not several_digits(x)
 
 
+def in_pencil(stroke: list[tuple[int, int]]) -> tuple[Image.Image, np.ndarray]:
+    """A stroke through the points in pencil on a 512×384 sheet, as a phone sees it, and where it lies: graphite
+    reflecting 0.55 of the light on paper reflecting 0.88, 8 px wide, covering three quarters of the paper's tooth
+    on average, with the sensor's noise."""
+    im = Image.new("L", (512, 384), 0)
+    ImageDraw.Draw(im).line(stroke, fill=255, width=8, joint="curve")
+    drawn = np.asarray(im) > 0
+    rng = np.random.default_rng(0)
+    grain = np.clip(0.75 + ndimage.gaussian_filter(rng.normal(0, 0.5, drawn.shape), 0.7), 0, 1)
+    seen = 0.88 + (0.55 - 0.88) * drawn * grain + rng.normal(0, 0.015, drawn.shape)
+    return Image.fromarray(np.clip(np.rint(255 * seen), 0, 255).astype(np.uint8)), drawn
+
+
 @pytest.mark.parametrize("beside", ["holes", "box", "fine margin", "margin", "wide margin"])
 def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     # A 7 in pencil, grey and grainy, beside what is darker than it: a sheet's punched holes with a dark desk
@@ -523,15 +536,7 @@ def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     # graphite but not a third as fine, stayed beside the 7 as a stroke that the frame cuts. A margin 4 px wide, as
     # wide as the grainy graphite measures, stayed alone: the second look found the 7 but kept the margin too, so it
     # seemed the first look's digit, and the 7 shading beside it.
-    # The 7 as a phone sees it: graphite reflecting 0.55 of the light on paper reflecting 0.88, 8 px wide,
-    # covering three quarters of the paper's tooth on average; the sensor's noise; a JPEG.
-    im = Image.new("L", (512, 384), 0)
-    ImageDraw.Draw(im).line([(200, 110), (310, 110), (240, 300)], fill=255, width=8, joint="curve")
-    seven = np.asarray(im) > 0
-    rng = np.random.default_rng(0)
-    grain = np.clip(0.75 + ndimage.gaussian_filter(rng.normal(0, 0.5, seven.shape), 0.7), 0, 1)
-    seen = 0.88 + (0.55 - 0.88) * seven * grain + rng.normal(0, 0.015, seven.shape)
-    im = Image.fromarray(np.clip(np.rint(255 * seen), 0, 255).astype(np.uint8))
+    im, seven = in_pencil([(200, 110), (310, 110), (240, 300)])
     if beside == "holes":
         for y in (70, 190, 310):
             ImageDraw.Draw(im).ellipse((450, y - 14, 478, y + 14), fill=40)
@@ -748,6 +753,19 @@ def test_the_rules_of_a_note_turned_on_a_desk_are_not_ink(turn):
     digit = np.asarray(drawn.resize((w, h), Image.Resampling.BOX)) > 127
     assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.02 * digit.sum()
     assert (found & digit).sum() > 0.9 * digit.sum()
+
+
+def test_a_stroke_in_pencil_crosses_the_rules_whole():
+    # A 7 in pencil on lined paper, the rules printed as dark as the graphite where they cross it: taken off with
+    # the rules, its strokes were cut into as many pieces as rules crossed them (a 2, a 7, a 5 in pieces side by
+    # side were "several digits"). Where the ink kept lies beyond a rule on both sides, the stroke crossed it.
+    im, seven = in_pencil([(150, 100), (330, 100), (160, 300)])
+    for y in range(35, 384, 30):
+        ImageDraw.Draw(im).line([(0, y), (511, y)], fill=150, width=2)
+    found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
+    assert found[~ndimage.binary_dilation(seven, iterations=3)].sum() < 0.02 * seven.sum()
+    assert (found & seven).sum() > 0.95 * seven.sum()
+    assert ndimage.label(found, structure=np.ones((3, 3)))[1] == 1
 
 
 def test_thin_parallel_strokes_as_far_apart_as_they_are_long_are_not_rules():

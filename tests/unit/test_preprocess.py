@@ -552,6 +552,19 @@ def test_a_pencils_digit_beside_darker_marks_is_the_ink(beside):
     assert (found & seven).sum() > 0.8 * seven.sum()
 
 
+@pytest.mark.parametrize("pen", [[(320, 383), (511, 330)], [(0, 40), (260, 0)], [(360, 0), (511, 200)]])
+def test_a_pencils_digit_beside_a_pen_lying_on_the_sheet_is_the_ink(pen):
+    # A 7 in pencil, and a pen lying on the sheet beside it, far darker and wider, running off the frame. The pen
+    # was kept, as all the ink there was, and the 7 judged shading beside it, so nothing was looked at again. Where
+    # all the first look kept runs off the frame, the second look is taken: a person frames what they wrote, and
+    # in the 7's units the pen is wider than any stroke framed.
+    im, seven = in_pencil([(200, 110), (310, 110), (240, 300)])
+    ImageDraw.Draw(im).line(pen, fill=35, width=16)
+    found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
+    assert found[~ndimage.binary_dilation(seven, iterations=3)].sum() < 0.05 * seven.sum()
+    assert (found & seven).sum() > 0.8 * seven.sum()
+
+
 def test_a_zero_keeps_the_dot_written_inside_it():
     # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
     im = Image.new("L", (512, 384), 225)

@@ -30,15 +30,17 @@ RULE_FLANK = 0.4
 # A stroke that crossed a rule crosses it still. Graphite is no darker than a printed rule beneath it, so its
 # pixels on the rule went with the rule, and its strokes were cut into pieces: `python bench/held_out.py --pencil`
 # (200 training digits), beside a notebook's margin 3.5% "several digits", a 2, a 7 and a 5 in pieces side by
-# side. The pixels of a rule are ink again where the ink kept lies off the rules within BRIDGE rows both above
+# side. The pixels of ink that went with a rule are ink again where the ink kept lies within BRIDGE rows both above
 # and below (a rule and its flanks are up to 2 RULE_ROWS + 1 rows wide): the margin 0.5% "several digits", 12.0%
 # flagged rather than 14.0%, a 6 whose loop closed read as an 8, unsure (86.5% read right rather than 87.0%);
 # every other scene in pencil the same, in pen a box 2.0% flagged rather than 2.5%. 500 training digits a
 # realism condition (`python bench/realism.py --split train --seed 3`): squared paper under a soft or hard shadow
-# 0.2 points fewer flagged, the photo drawn anyhow too and 0.2% "several digits" rather than 0.4%, the rest and
-# 1,600 numbers of training digits the same. Only once the marks are judged: put back before, they joined the
-# pieces of a desk's stripes that the rules' lines, running on beyond the sheet, had cut, and three digits on a
-# desk were lost to them.
+# 0.2 points more read right and fewer flagged, the photo drawn anyhow fewer flagged and 0.2% "several digits"
+# rather than 0.4%, the rest and 1,600 numbers of training digits the same. Only once the marks are judged: put
+# back before, they joined the pieces of a desk's stripes that the rules' lines, running on beyond the sheet, had
+# cut, and three digits on a desk were lost to them. Only what was ink: with every pixel of a rule's line put
+# back, a grid of 64,000 dots, each row of it taken for a rule, was joined into lines and read as a digit
+# (bench/hostile_files.py).
 BRIDGE = 2 * RULE_ROWS + 2
 # Fewer than RULE_LINES rules are still rules where each reaches across LONE of the frame and is FAINT beside the
 # strongest ink: on a tilted, blurred photo most of a sheet's rules fall under the ink threshold, and one or two
@@ -729,8 +731,9 @@ def _denoised(x: np.ndarray, crowded: bool) -> tuple[np.ndarray, bool, float]:
 
 def _without_rules(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """The ink without the rules of lined or squared paper: thin straight lines across the sheet, which may fill
-    only part of the frame (a note on a desk) and be turned in it; and the pixels the rules lay on, for _bridged:
-    with the axis they ran across (0 for the rows' rules, 1 for the columns'), each axis where any were taken off.
+    only part of the frame (a note on a desk) and be turned in it; and the pixels of ink that went with the rules,
+    for _bridged: with the axis they ran across (0 for the rows' rules, 1 for the columns'), each axis where any were
+    taken off.
 
     Each rule's typical level (its median along its length, which a digit crosses only briefly) is taken off
     the pixels along it, so that a stroke crossing a rule keeps its ink. Only thin ink is searched, and only
@@ -790,7 +793,7 @@ def _meeting(rows: np.ndarray, angles: np.ndarray, w: int) -> np.ndarray:
 
 def _rules_removed(x: np.ndarray, thin: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """_without_rules() for rules along the rows, turned by up to ±RULE_TURN°, with `thin` the thin ink: the ink
-    without them, and which pixels their lines pass through (None where none were found).
+    without them, and the pixels of ink that went with them (None where none were found).
 
     Each rule is a line at its own angle, found by a Hough transform over sampled pixels of the thin ink: first
     the sheet's turn, the angle at which the rows' counts are most concentrated, then each rule's own angle
@@ -861,13 +864,16 @@ def _rules_removed(x: np.ndarray, thin: np.ndarray) -> tuple[np.ndarray, np.ndar
     x = x.copy()
     x[y, c] = np.maximum(x[y, c] - levels[index], 0)
     x[x < INK_THRESHOLD] = 0
-    return x, rule >= 0
+    taken = np.zeros((h, w), dtype=bool)
+    taken[y, c] = x[y, c] == 0
+    return x, taken
 
 
 def _bridged(x: np.ndarray, ruled: list[tuple[int, np.ndarray]]) -> np.ndarray:
     """The ink `x`, its strokes whole again where they crossed the rules taken off (_without_rules: each axis they
-    ran across, and the pixels they lay on): a pixel of a rule is ink where ink lies beyond it, off the rules, on
-    both its sides across it within BRIDGE pixels, as faint as the fainter."""
+    ran across, and the pixels of ink that went with them): such a pixel is ink again where ink lies on both its
+    sides across the rule within BRIDGE pixels, as faint as the fainter. Only what was ink: the gaps between a
+    dotted line's dots stay paper."""
     if not ruled:
         return x
     rows, cols = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
@@ -876,15 +882,15 @@ def _bridged(x: np.ndarray, ruled: list[tuple[int, np.ndarray]]) -> np.ndarray:
     # A gap with ink on both its sides lies inside the box around the ink.
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     ink = x[box]
-    beyond = np.where(np.logical_or.reduce([on_rules[box] for _, on_rules in ruled]), np.float32(0), ink)
-    for axis, on_rules in ruled:
-        ys, xs = np.nonzero(on_rules[box] & (ink == 0))
+    beyond = ink.copy()  # the ink as it was kept, before any gap is put back
+    for axis, taken in ruled:
+        ys, xs = np.nonzero(taken[box] & (ink == 0))
         if ys.size == 0:
             continue
         across, along = (ys, xs) if axis == 0 else (xs, ys)
         side = beyond if axis == 0 else beyond.T
         near = np.clip(across[None] + np.arange(-BRIDGE, BRIDGE + 1)[:, None], 0, side.shape[0] - 1)
-        seen = side[near, along[None]]  # the ink off the rules within BRIDGE of each gap, before it and after
+        seen = side[near, along[None]]  # the ink within BRIDGE of each gap, before it and after
         ink[ys, xs] = np.minimum(seen[:BRIDGE].max(axis=0), seen[BRIDGE + 1 :].max(axis=0))
     return x
 

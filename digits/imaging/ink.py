@@ -751,10 +751,10 @@ def _without_rules(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarra
             continue
         thin = _thin(along > 0)
         if np.count_nonzero(thin) >= need * along.shape[1]:
-            along, on_rules = _rules_removed(along, thin)
+            along, taken = _rules_removed(along, thin)
             x = along if axis == 0 else along.T
-            if on_rules is not None:
-                ruled.append((axis, on_rules if axis == 0 else on_rules.T))
+            if taken is not None:
+                ruled.append((axis, taken if axis == 0 else taken.T))
     return x, ruled
 
 

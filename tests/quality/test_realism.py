@@ -128,9 +128,10 @@ def test_a_scene_beside_the_digit(mnist_test, scene, right, answer, rate):
 @pytest.mark.parametrize(
     ("scene", "right", "not_a_digit"),
     [
-        # The sheet's punched holes, the desk dark through them: 89.5% read right on these 200 digits, 10.0% "not
-        # a digit"; 61.5% and 40.5% while the pencil's grey was judged beside the holes, and they kept as the digit.
-        ("holes", 0.895, 0.10),
+        # The sheet's punched holes, the desk dark through them: 95.5% read right on these 200 digits, 2.5% "not a
+        # digit"; 89.5% and 10.0% while a digit with less ink than the holes was not looked at again, and 61.5% and
+        # 40.5% while the pencil's grey was judged beside the holes, and they kept as the digit.
+        ("holes", 0.955, 0.025),
         # A box printed round the digit, darker than the graphite: 87.5% and 8.5%; 62.5% and 25.5% before.
         ("box", 0.875, 0.085),
         # A crumpled sheet, its facets lit each their own way: 90.0% and 6.0%; 87.0% and 9.5% before.

@@ -565,6 +565,20 @@ def test_a_pencils_digit_beside_a_pen_lying_on_the_sheet_is_the_ink(pen):
     assert (found & seven).sum() > 0.8 * seven.sum()
 
 
+@pytest.mark.parametrize("stroke", [[(270, 120), (235, 280)], [(220, 140), (290, 140), (240, 260)]])
+def test_a_pencils_digit_beside_punched_holes_with_more_ink_than_it_is_the_ink(stroke):
+    # A 1, or a small 7, in pencil beside a sheet's punched holes, each a disc of the dark desk: the holes were kept
+    # and the digit judged shading beside them, and as they held most of what passed for ink, nothing was looked
+    # at again ("not a digit"). A hole is a surface, not a stroke: where all the first look kept are surfaces, the
+    # second look is taken, and what the first kept is not the digit it is judged beside.
+    im, digit = in_pencil(stroke)
+    for y in (70, 190, 310):
+        ImageDraw.Draw(im).ellipse((440, y - 20, 480, y + 20), fill=40)
+    found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
+    assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.05 * digit.sum()
+    assert (found & digit).sum() > 0.8 * digit.sum()
+
+
 def test_a_zero_keeps_the_dot_written_inside_it():
     # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
     im = Image.new("L", (512, 384), 225)

@@ -153,6 +153,9 @@ def test_a_scene_beside_the_digit(mnist_test, scene, right, answer, rate):
         # 10.5% while the margin, running across the frame in a finer pen than the digit's, was kept beside it, and
         # 80.0% and 14.5% while the second look took its unit from the marks before the rules were taken off.
         ("margin", 0.90, 0.10),
+        # Dot-grid paper, its dots as dark as the graphite: 95.0% and 3.5%; 86.5% and 14.5% while the dots inside the
+        # digit's box were kept as its own.
+        ("dots", 0.95, 0.035),
     ],
 )
 def test_a_digit_in_pencil_beside_a_scene(mnist_test, scene, right, not_a_digit):

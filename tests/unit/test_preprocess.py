@@ -579,6 +579,22 @@ def test_a_pencils_digit_beside_punched_holes_with_more_ink_than_it_is_the_ink(s
     assert (found & digit).sum() > 0.8 * digit.sum()
 
 
+@pytest.mark.parametrize("stroke", [[(200, 110), (310, 110), (240, 300)], [(250, 90), (262, 300)]])
+@pytest.mark.parametrize("dots", [140, 170])
+def test_a_pencils_digit_on_dot_grid_paper_leaves_the_grids_dots(stroke, dots):
+    # A 7, or a 1, in pencil on dot-grid paper, its dots as dark as the graphite or fainter. The dots beyond the
+    # digit's box were specks astray, but those inside it were kept as the digit's own, and widened the crop: a
+    # 1 read as a box of dots. The dots are the paper's, wherever they lie: no larger inside the box than beyond it.
+    im, digit = in_pencil(stroke)
+    draw = ImageDraw.Draw(im)
+    for y in range(14, 384, 29):
+        for x in range(9, 512, 29):
+            draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=dots)
+    found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
+    assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 10
+    assert (found & digit).sum() > 0.8 * digit.sum()
+
+
 def test_a_zero_keeps_the_dot_written_inside_it():
     # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
     im = Image.new("L", (512, 384), 225)

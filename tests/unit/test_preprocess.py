@@ -482,16 +482,30 @@ def test_a_number_framed_tight_is_no_ring():
     assert (x[20:140, 100:200] > 0).sum() > 2000
 
 
-def test_a_line_drawn_under_the_digit_is_not_ink():
+@pytest.mark.parametrize(
+    "line", [[(180, 330), (330, 324)], [(170, 345), (330, 318)], [(170, 318), (250, 342), (330, 318)]]
+)
+def test_a_line_drawn_under_the_digit_is_not_ink(line):
     # A 7 underlined by hand in the pen that wrote it, apart from it: one stroke across, under all the ink and as wide
-    # as the 7. It joined the 7's group and was read with it.
+    # as the 7. It joined the 7's group and was read with it. Drawn at a slant, or bowed, its box is over three pens
+    # tall, but it is one stroke wherever it is crossed, and clear of the 7.
     im = Image.new("L", (512, 384), 225)
     draw = ImageDraw.Draw(im)
     draw.line([(200, 110), (310, 110), (240, 290)], fill=30, width=10, joint="curve")
-    draw.line([(180, 330), (330, 324)], fill=30, width=10)
+    draw.line(line, fill=30, width=10, joint="curve")
     x = ink_map(im)
     assert not x[305:].any()
     assert (x[100:300, 190:320] > 0).sum() > 2000
+
+
+def test_a_stroke_broken_off_the_digit_is_no_line_under_it():
+    # A 3 in a thin pen whose lower arc broke off the rest, as a thin pen's stroke does: as flat as a line, under
+    # all the rest, and crossed once wherever it is crossed, but near the rest where it broke, not clear of it.
+    im = Image.new("L", (512, 384), 225)
+    draw = ImageDraw.Draw(im)
+    draw.line([(200, 80), (300, 80), (250, 150), (300, 190)], fill=30, width=6, joint="curve")
+    draw.line([(306, 201), (292, 222), (200, 230), (110, 224)], fill=30, width=6, joint="curve")
+    assert (ink_map(im)[198:240] > 0).sum() > 900
 
 
 @pytest.mark.parametrize(("top", "bottom", "shade"), [(90, 180, 0.8), (90, 180, 0.7), (180, 230, 0.8)])

@@ -609,6 +609,18 @@ def test_a_pencils_digit_on_dot_grid_paper_leaves_the_grids_dots(stroke, dots):
     assert (found & digit).sum() > 0.8 * digit.sum()
 
 
+@pytest.mark.parametrize("stroke", [[(200, 110), (310, 110), (240, 300)], [(250, 90), (262, 300)]])
+def test_a_pencils_digit_inside_a_darker_ring_is_the_ink(stroke):
+    # A 7, or a 1, in pencil, and a ring drawn round it in a dark pen. The ring was kept, as all the ink there was,
+    # and the digit judged shading inside it: a 0. A loop round most of what was judged no ink is beside it, as a
+    # surface is: the second look is taken, and the ring, round the digit it finds, is no stroke of it.
+    im, digit = in_pencil(stroke)
+    ImageDraw.Draw(im).ellipse((150, 50, 370, 350), outline=40, width=8)
+    found = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85))) > 0
+    assert found[~ndimage.binary_dilation(digit, iterations=3)].sum() < 0.05 * digit.sum()
+    assert (found & digit).sum() > 0.8 * digit.sum()
+
+
 def test_a_zero_keeps_the_dot_written_inside_it():
     # A 0 with a dot in its middle, as some write it to tell it from an O: the dot is no digit, so the 0 is no ring.
     im = Image.new("L", (512, 384), 225)

@@ -758,10 +758,17 @@ def _around(labels: np.ndarray, n: int, rest: np.ndarray) -> np.ndarray:
     judged no ink beside it. Most: writing showing through the sheet, judged no ink, lies in a digit's loops too, but
     mostly beyond them."""
     out = np.zeros(n + 1, dtype=bool)
-    for k, box in enumerate(ndimage.find_objects(labels), start=1):
-        mark = labels[box] == k
-        inside = np.count_nonzero(rest[box] & ndimage.binary_fill_holes(mark) & ~mark)
-        out[k] = inside >= INK_PIXELS and 2 * inside >= np.count_nonzero(rest)
+    total = np.count_nonzero(rest)
+    need = max(INK_PIXELS, -(-total // 2))
+    # Only a mark whose box holds that much of the rest can hold it in its loops: a page of 442 specks took 46 ms
+    # to fill each one's holes, and the box's count, from sums over the rows and columns, takes none of that.
+    sums = np.pad(rest.cumsum(0, dtype=np.int64).cumsum(1), ((1, 0), (1, 0)))
+    for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        held = sums[rows.stop, cols.stop] - sums[rows.start, cols.stop] - sums[rows.stop, cols.start]
+        if held + sums[rows.start, cols.start] >= need:
+            mark = labels[rows, cols] == k
+            inside = np.count_nonzero(rest[rows, cols] & ndimage.binary_fill_holes(mark) & ~mark)
+            out[k] = inside >= INK_PIXELS and 2 * inside >= total
     return out
 
 

@@ -197,6 +197,20 @@ def test_fully_transparent_image_is_no_digit():
         prep(encode(Image.new("RGBA", (64, 64), (0, 0, 0, 0))))
 
 
+@pytest.mark.parametrize("depth", [0.4, 0.6, 0.8])
+@pytest.mark.parametrize(("edge", "slope"), [(300, 1.0), (150, 0.2)])
+def test_a_blank_sheet_under_a_hard_shadow_is_no_digit(depth, edge, slope):
+    # A blank sheet with a phone's sharp shadow over a corner, as a JPEG: its edge leaves a faint trace of ink. In the
+    # units of the strongest ink as it stands out of the paper beneath it, the trace itself, it was ink at full
+    # strength, and a digit was read in it; it is shading against the darkest pixel's contrast.
+    ys, xs = np.mgrid[:384, :512]
+    sheet = np.full((384, 512), 0.85)
+    sheet[ys < edge - xs * slope] *= depth
+    seen = sheet + np.random.default_rng(0).normal(0, 0.006, sheet.shape)
+    with pytest.raises(NoDigitFound, match="no digit found"):
+        ink_map(decode(encode(np.clip(seen * 255, 0, 255).astype(np.uint8), "JPEG", quality=85)))
+
+
 def test_garbage_is_unreadable():
     with pytest.raises(UnreadableImage):
         decode(b"definitely not an image")
@@ -537,6 +551,19 @@ def in_pencil(stroke: list[tuple[int, int]]) -> tuple[Image.Image, np.ndarray]:
     grain = np.clip(0.75 + ndimage.gaussian_filter(rng.normal(0, 0.5, drawn.shape), 0.7), 0, 1)
     seen = 0.88 + (0.55 - 0.88) * drawn * grain + rng.normal(0, 0.015, drawn.shape)
     return Image.fromarray(np.clip(np.rint(255 * seen), 0, 255).astype(np.uint8)), drawn
+
+
+@pytest.mark.parametrize("low", [0.8, 0.6])
+def test_a_pencils_stroke_is_as_strong_wherever_the_light_falls(low):
+    # A 7 in pencil under light falling off towards the bottom, to `low` of the top's. Ink is measured in the
+    # light's share, as it stands out of the paper beneath it, but its unit was the darkest pixel against the
+    # lightest paper: graphite in the dim part is darker than the lit paper by the light lost as well, so the whole
+    # 7 was weaker the less light reached its end, and its grainy edges fell under the ink threshold.
+    im, seven = in_pencil([(200, 110), (310, 110), (240, 300)])
+    light = 1 - (1 - low) * np.linspace(0, 1, 384, dtype=np.float32)[:, None] ** 2
+    even = ink_map(decode(encode(np.asarray(im), "JPEG", quality=85)))
+    dim = ink_map(decode(encode((np.asarray(im) * light).astype(np.uint8), "JPEG", quality=85)))
+    assert np.percentile(dim[seven], 90) > 0.95 * np.percentile(even[seven], 90)
 
 
 @pytest.mark.parametrize("beside", ["holes", "box", "fine margin", "margin", "wide margin"])
